@@ -1,0 +1,12 @@
+"""scg: a stochastic computation graph compiler for JAX (Schulman 2016, Ch. 5)."""
+from scg import baselines
+from scg import dist
+from scg import estimators
+from scg.compiler import CompiledGraph
+from scg.compiler import compile
+from scg.errors import GraphError
+from scg.graph import Graph
+from scg.graph import Node
+
+__all__ = ["Graph", "Node", "GraphError", "compile", "CompiledGraph", "dist", "estimators", "baselines"]
+__version__ = "0.1.0"

@@ -1,0 +1,183 @@
+"""Static analysis of a graph: order, influence relations, and the checks of Ch. 5.
+
+Everything here is structural (no node function is called). Notation follows
+Schulman (2016), §5.3.1:
+
+- ``v ≺ w`` (``influences``): a directed path from ``v`` to ``w``.
+- ``v ≺ᴰ w`` (``det_influences``): such a path whose intermediate nodes all pass
+  gradients (deterministic nodes, expectation nodes, and stochastic nodes whose
+  estimator is pathwise-like, i.e. reparameterised: ``x = g(parents, noise)``).
+- ``DEPS_v = {w ∈ Θ ∪ S : w ≺ᴰ v}``.
+- ``Q̂_w`` sums the costs ``c`` with ``w ≺ c`` (``downstream_costs``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scg.errors import GraphError
+from scg.estimators import resolve as resolve_estimator
+from scg.graph import Graph, Node
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The relations the compiler needs, computed once per graph."""
+
+    order: tuple[str, ...]  # topological order
+    nodes: dict[str, Node]
+    estimators: dict[str, object]  # per stochastic/expectation node
+    children: dict[str, tuple[str, ...]]
+    influences: dict[str, frozenset[str]]  # v -> {w : v ≺ w}
+    det_influences: dict[str, frozenset[str]]  # v -> {w : v ≺ᴰ w}
+    deps: dict[str, frozenset[str]]  # v -> DEPS_v
+    downstream_costs: dict[str, tuple[str, ...]]  # w -> costs c with w ≺ c, in order
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(n for n in self.order if self.nodes[n].kind == "input")
+
+    @property
+    def costs(self) -> tuple[str, ...]:
+        return tuple(n for n in self.order if self.nodes[n].kind == "cost")
+
+    @property
+    def stochastic(self) -> tuple[str, ...]:
+        return tuple(n for n in self.order if self.nodes[n].kind in ("stochastic", "simulate"))
+
+    def passes_gradient(self, name: str) -> bool:
+        return _passes_gradient(self.nodes[name], self.estimators.get(name))
+
+    def score_nodes(self) -> tuple[str, ...]:
+        """Stochastic nodes whose estimator contributes ``weight * (Q̂_w - b_w)`` terms."""
+        return tuple(n for n in self.stochastic if getattr(self.estimators.get(n), "uses_score", False))
+
+
+def _passes_gradient(node: Node, estimator) -> bool:
+    if node.kind in ("deterministic", "cost", "expectation"):
+        return node.differentiable
+    if node.kind == "stochastic":
+        return bool(getattr(estimator, "passes_gradient", False))
+    return False
+
+
+def topological_order(graph: Graph) -> tuple[str, ...]:
+    """Kahn's algorithm; raises GraphError on unknown parents or cycles, naming the nodes."""
+    nodes = {n.name: n for n in graph.nodes}
+    for n in nodes.values():
+        for p in n.parents:
+            if p not in nodes:
+                raise GraphError(
+                    f"node {n.name!r} names an unknown parent {p!r}; declare {p!r} in the graph "
+                    f"(known nodes: {sorted(nodes)})"
+                )
+            if p == n.name:
+                raise GraphError(f"node {n.name!r} lists itself as a parent: a cycle")
+    indegree = {name: len(set(n.parents)) for name, n in nodes.items()}
+    children: dict[str, list[str]] = {name: [] for name in nodes}
+    for n in nodes.values():
+        for p in dict.fromkeys(n.parents):
+            children[p].append(n.name)
+    ready = [name for name in nodes if indegree[name] == 0]
+    order = []
+    while ready:
+        v = ready.pop(0)
+        order.append(v)
+        for c in children[v]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    if len(order) != len(nodes):
+        stuck = sorted(set(nodes) - set(order))
+        raise GraphError(f"the graph has a cycle through nodes {stuck}; a stochastic computation graph must be acyclic")
+    return tuple(order)
+
+
+def analyse(graph: Graph, *, mode: str = "surrogate") -> Analysis:
+    """Check ``graph`` and compute its relations; raises GraphError naming the node on any problem."""
+    if len(graph) == 0:
+        raise GraphError(f"graph {graph.name!r} is empty; declare inputs, stochastic nodes and costs")
+    order = topological_order(graph)
+    nodes = {n.name: n for n in graph.nodes}
+    for n in nodes.values():
+        if n.kind == "input" and n.parents:
+            raise GraphError(f"input node {n.name!r} cannot have parents")
+    if not any(n.kind == "cost" for n in nodes.values()):
+        raise GraphError(f"graph {graph.name!r} has no cost node; add one with g.cost(name, fn, *parents)")
+
+    estimators = {}
+    for name in order:
+        node = nodes[name]
+        if node.kind in ("stochastic", "expectation"):
+            estimators[name] = resolve_estimator(node.estimator, node)
+            if mode == "dice" and getattr(estimators[name], "name", None) not in ("score", "pathwise", "auto"):
+                raise GraphError(
+                    f"node {name!r}: estimator {getattr(estimators[name], 'name', estimators[name])!r} has no "
+                    f"any-order (DiCE) form; use 'score' or 'pathwise' with mode='dice'"
+                )
+
+    children = {name: tuple(c for c in order if name in nodes[c].parents) for name in order}
+    influences: dict[str, frozenset[str]] = {}
+    det_influences: dict[str, frozenset[str]] = {}
+    for v in reversed(order):
+        reach, dreach = set(), set()
+        for c in children[v]:
+            reach.add(c)
+            reach |= influences[c]
+            dreach.add(c)
+            if _passes_gradient(nodes[c], estimators.get(c)):
+                dreach |= det_influences[c]
+        influences[v], det_influences[v] = frozenset(reach), frozenset(dreach)
+
+    roots = [n for n in order if nodes[n].kind in ("input", "stochastic", "simulate")]
+    deps = {v: frozenset(w for w in roots if v in det_influences[w]) for v in order}
+    costs = [n for n in order if nodes[n].kind == "cost"]
+    downstream = {v: tuple(c for c in costs if c in influences[v]) for v in order}
+
+    result = Analysis(order, nodes, estimators, children, influences, det_influences, deps, downstream)
+    check_condition_1(result)
+    check_baselines(result)
+    return result
+
+
+def check_condition_1(a: Analysis) -> None:
+    """Condition 1: no input may reach a non-differentiable node through a differentiable path.
+
+    A simulated node (unknown density) or a deterministic node declared
+    ``differentiable=False`` that an input deterministically influences would
+    silently receive a zero gradient; that is an error instead.
+    """
+    for theta in a.inputs:
+        for w in sorted(a.det_influences[theta], key=a.order.index):
+            node = a.nodes[w]
+            blocked = node.kind == "simulate" or (node.kind in ("deterministic", "cost") and not node.differentiable)
+            if blocked:
+                via = [p for p in node.parents if p == theta or p in a.det_influences[theta]]
+                raise GraphError(
+                    f"Condition 1 fails: input {theta!r} reaches {node.kind} node {w!r} (through parent "
+                    f"{via[0]!r}) along a differentiable path, but {w!r} cannot carry a gradient. Put a "
+                    f"stochastic node with a score-function estimator between them, or make {w!r} differentiable."
+                )
+
+
+def check_baselines(a: Analysis) -> None:
+    """Theorem 2: a baseline for ``w`` may depend only on nodes that ``w`` does not influence."""
+    for w in a.stochastic:
+        node = a.nodes[w]
+        b = node.baseline
+        if b is None:
+            continue
+        if not getattr(a.estimators.get(w), "uses_score", False):
+            raise GraphError(
+                f"node {w!r} has a baseline but its estimator {a.estimators[w].name!r} has no score-function "
+                f"term to subtract it from; remove baseline= or use estimator='score'"
+            )
+        if isinstance(b, str):
+            if b not in a.nodes:
+                raise GraphError(f"node {w!r}: baseline names unknown node {b!r}")
+            if b == w or b in a.influences[w]:
+                raise GraphError(
+                    f"baseline {b!r} of stochastic node {w!r} is influenced by {w!r}; Theorem 2 allows a "
+                    f"baseline to depend only on nodes that {w!r} does not influence (e.g. its parents' inputs)"
+                )
+            if a.nodes[b].kind == "cost":
+                raise GraphError(f"baseline {b!r} of node {w!r} is a cost node; use a deterministic node")

@@ -1,0 +1,44 @@
+"""Built-in baselines for score-function terms (Schulman 2016, §5.4, Theorem 2).
+
+A baseline ``b_w`` is subtracted from ``Q̂_w`` in the term ``∇log p(w) (Q̂_w - b_w)``.
+It leaves the estimator unbiased when it depends only on nodes that ``w`` does
+not influence. Besides a node of the graph (checked at compile time), the
+built-ins here use the other samples of the same call.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from scg.errors import GraphError
+
+
+class LeaveOneOut:
+    """``b_w[n] = mean_{m != n} Q̂_w[m]`` over the ``num_samples`` independent samples of one call.
+
+    Unbiased: sample ``n``'s baseline is independent of sample ``n``
+    (Kool et al. 2019, "Buy 4 REINFORCE samples, get a baseline for free").
+    Needs ``num_samples >= 2``.
+    """
+
+    def __call__(self, node_name: str, q_hat: jnp.ndarray) -> jnp.ndarray:
+        n = q_hat.shape[0]
+        if n < 2:
+            raise GraphError(f"node {node_name!r}: the LeaveOneOut baseline needs num_samples >= 2, got {n}")
+        return (jnp.sum(q_hat) - q_hat) / (n - 1)
+
+    def __repr__(self) -> str:
+        return "LeaveOneOut()"
+
+
+class BatchMean:
+    """``b_w = mean_m Q̂_w[m]`` including sample ``n`` itself.
+
+    Biased by a factor ``(1 - 1/N)`` on the score term: kept as the
+    "deliberately wrong" variant that the statistical tests must reject.
+    """
+
+    def __call__(self, node_name: str, q_hat: jnp.ndarray) -> jnp.ndarray:
+        return jnp.broadcast_to(jnp.mean(q_hat), q_hat.shape)
+
+    def __repr__(self) -> str:
+        return "BatchMean()"

@@ -1,0 +1,325 @@
+"""``scg.compile``: check a graph and return jitted estimator functions.
+
+Compilation happens in two stages. ``compile(graph)`` checks the structure
+(names, cycles, costs, Condition 1, Theorem 2) with the estimators as
+declared. The first call with inputs of a given shape then *plans*: it traces
+the graph abstractly (``jax.eval_shape``, nothing runs) to learn every node's
+shape and dtype and the distribution each stochastic node returns, resolves
+the default estimators (pathwise if reparameterisable, else score), re-checks
+with that knowledge (pathwise on a discrete distribution, integer values on a
+differentiable path, non-scalar costs) and caches the plan. Later calls with
+the same shapes reuse the plan and the compiled XLA code: no re-tracing.
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from scg import surrogate as surrogate_lib
+from scg.analysis import Analysis, analyse
+from scg.errors import GraphError
+from scg.estimators import Auto, Pathwise, Score
+from scg.forward import evaluate, sample_terms
+from scg.graph import Graph
+
+
+class Plan(NamedTuple):
+    """A checked graph for one input signature (hashable by identity, a static jit argument)."""
+
+    analysis: Analysis
+    avals: dict  # node name -> jax.ShapeDtypeStruct (or pytree of them)
+    float_inputs: tuple[str, ...]
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+
+def _signature(inputs: dict):
+    leaves, treedef = jax.tree_util.tree_flatten(inputs)
+    return treedef, tuple((getattr(x, "shape", None), str(getattr(x, "dtype", type(x).__name__))) for x in leaves)
+
+
+def _is_float(aval_tree) -> bool:
+    leaves = jax.tree_util.tree_leaves(aval_tree)
+    return bool(leaves) and all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves)
+
+
+class CompiledGraph:
+    """The estimator of one graph: ``grad``, ``surrogate``, ``sample``, ``hvp`` and friends, all jitted.
+
+    Every method takes ``inputs`` (a dict keyed by input-node name, values any
+    pytree of arrays) and an explicit ``key``.
+    """
+
+    def __init__(self, graph: Graph, *, mode: str = "surrogate"):
+        if mode not in ("surrogate", "dice"):
+            raise GraphError(f"compile: mode must be 'surrogate' or 'dice', got {mode!r}")
+        self.graph = graph
+        self.mode = mode
+        self.analysis = analyse(graph, mode=mode)  # structural checks, as declared
+        self._plans: dict = {}
+        self.trace_count = 0  # how many times a function was traced (for no-retrace tests)
+
+    # -- planning -------------------------------------------------------------
+    def _check_inputs(self, inputs) -> dict:
+        if not isinstance(inputs, dict):
+            raise GraphError(f"inputs must be a dict keyed by input-node name {list(self.analysis.inputs)}")
+        want = self.analysis.inputs
+        missing = [n for n in want if n not in inputs]
+        if missing:
+            raise GraphError(f"missing value for input node(s) {missing}; pass inputs={{name: value}} for each of {list(want)}")
+        extra = [n for n in inputs if n not in want]
+        if extra:
+            raise GraphError(f"inputs {extra} are not input nodes of the graph (input nodes: {list(want)})")
+        return inputs
+
+    def plan(self, inputs: dict) -> Plan:
+        """Check the graph against inputs of these shapes; cached per shape signature."""
+        self._check_inputs(inputs)
+        sig = _signature(inputs)
+        plan = self._plans.get(sig)
+        if plan is None:
+            plan = self._plans[sig] = self._make_plan(inputs)
+        return plan
+
+    def _make_plan(self, inputs: dict) -> Plan:
+        a = self.analysis
+        seen: dict[str, Any] = {}
+
+        def discover(inputs, key):
+            values, dists = evaluate(a, inputs, key)
+            for name, d in dists.items():
+                seen[name] = d
+            return values
+
+        try:
+            avals = jax.eval_shape(discover, inputs, jax.random.key(0))
+        except GraphError:
+            raise
+        estimators = dict(a.estimators)
+        for name, est in a.estimators.items():
+            node, dist = a.nodes[name], seen.get(name)
+            if isinstance(est, Auto):
+                reparam = getattr(dist, "has_rsample", False) and hasattr(dist, "rsample")
+                est = estimators[name] = Pathwise() if reparam else Score()
+            est.check(name, dist)
+            if node.kind == "stochastic" and est.passes_gradient and not _is_float(avals[name]):
+                raise GraphError(f"stochastic node {name!r}: estimator {est.name!r} needs floating-point values")
+        analysis = analyse(self.graph, mode=self.mode) if estimators == a.estimators else None
+        if analysis is None:
+            analysis = _reanalyse(self.graph, estimators, self.mode)
+        float_inputs = tuple(n for n in analysis.inputs if _is_float(avals[n]))
+        _check_values(analysis, avals, float_inputs)
+        return Plan(analysis, avals, float_inputs)
+
+    def _wrt(self, plan: Plan, wrt) -> tuple[str, ...]:
+        if wrt is None:
+            return plan.float_inputs
+        wrt = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+        for n in wrt:
+            if n not in plan.analysis.inputs:
+                raise GraphError(f"wrt names {n!r}, which is not an input node (inputs: {list(plan.analysis.inputs)})")
+            if n not in plan.float_inputs:
+                raise GraphError(f"wrt names input {n!r}, whose value is not floating point: it has no gradient")
+        return wrt
+
+    # -- public API -------------------------------------------------------------
+    def sample(self, inputs: dict, key: jax.Array, *, num_samples: int | None = None) -> dict:
+        """Draw every node's value: ``{name: value}`` (with a leading ``num_samples`` axis if given)."""
+        plan = self.plan(inputs)
+        return _sample(self, plan, num_samples, inputs, key)
+
+    def surrogate(self, inputs: dict, key: jax.Array, *, num_samples: int = 1) -> jax.Array:
+        """The scalar surrogate loss; ``jax.grad`` of it is the gradient estimator (Corollary 1)."""
+        plan = self.plan(inputs)
+        return _surrogate(self, plan, self.mode, _num(num_samples), inputs, key)
+
+    def ratio_surrogate(self, inputs: dict, old_inputs: dict, key: jax.Array, *, num_samples: int = 1) -> jax.Array:
+        """``Σ_w p(ŵ)/p̂_w (Q̂_w - b_w) + Σ_c c`` with samples drawn at ``old_inputs`` (§5.3.2).
+
+        With the same ``key`` the samples are the same for every ``inputs``, so a
+        line search can evaluate it at many parameters; at ``inputs == old_inputs``
+        its gradient equals that of :meth:`surrogate`.
+        """
+        plan = self.plan(inputs)
+        if self.plan(old_inputs) is not plan:
+            raise GraphError("ratio_surrogate: inputs and old_inputs must have the same shapes and structure")
+        return _ratio(self, plan, _num(num_samples), inputs, old_inputs, key)
+
+    def grad(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, wrt=None) -> dict:
+        """Unbiased estimate of ``∇ E[Σ costs]``, averaged over ``num_samples`` samples.
+
+        Returns a dict keyed by input name (every floating-point input, or those
+        in ``wrt``), each entry shaped like that input.
+        """
+        plan = self.plan(inputs)
+        return _grad(self, plan, self.mode, self._wrt(plan, wrt), _num(num_samples), inputs, key)
+
+    def grad_samples(self, inputs: dict, key: jax.Array, *, num_replicates: int, num_samples: int = 1, wrt=None) -> dict:
+        """``num_replicates`` independent gradient estimates stacked on a leading axis (for variance and z-tests)."""
+        plan = self.plan(inputs)
+        return _grad_samples(self, plan, self.mode, self._wrt(plan, wrt), _num(num_samples), _num(num_replicates), inputs, key)
+
+    def value(self, inputs: dict, key: jax.Array, *, num_samples: int = 1) -> jax.Array:
+        """Monte Carlo estimate of ``E[Σ costs]``."""
+        plan = self.plan(inputs)
+        return _value(self, plan, _num(num_samples), inputs, key)
+
+    def hvp(self, inputs: dict, tangents: dict, key: jax.Array, *, num_samples: int = 1, wrt=None, mode: str = "dice") -> dict:
+        """Hessian-vector product estimate ``H v`` of ``E[Σ costs]`` (§5.3.3).
+
+        ``mode="dice"`` (default) differentiates the magic-box objective twice:
+        unbiased. ``mode="surrogate"`` differentiates the plain surrogate twice:
+        biased (it misses the products of score functions), kept for comparison.
+        """
+        if mode not in ("dice", "surrogate"):
+            raise GraphError(f"hvp: mode must be 'dice' or 'surrogate', got {mode!r}")
+        if mode == "dice" and self.mode != "dice":
+            if getattr(self, "_dice", None) is None:
+                self._dice = compile(self.graph, mode="dice")
+            return self._dice.hvp(inputs, tangents, key, num_samples=num_samples, wrt=wrt)
+        plan = self.plan(inputs)
+        wrt = self._wrt(plan, wrt)
+        if set(tangents) != set(wrt):
+            raise GraphError(f"hvp: tangents must be keyed by {list(wrt)}, got {list(tangents)}")
+        return _hvp(self, plan, mode, wrt, _num(num_samples), inputs, tangents, key)
+
+    def __repr__(self) -> str:
+        return f"CompiledGraph({self.graph.name!r}, mode={self.mode!r}, {len(self.graph)} nodes)"
+
+
+def compile(graph: Graph, *, mode: str = "surrogate", example_inputs: dict | None = None) -> CompiledGraph:
+    """Check ``graph`` and return its :class:`CompiledGraph`.
+
+    Args:
+        mode: ``"surrogate"`` (Corollary 1) or ``"dice"`` (any-order magic box).
+        example_inputs: if given, plan now so that shape-dependent errors are
+            raised here rather than at the first call.
+
+    Raises:
+        GraphError: naming the node, for any malformed graph.
+    """
+    compiled = CompiledGraph(graph, mode=mode)
+    if example_inputs is not None:
+        compiled.plan(example_inputs)
+    return compiled
+
+
+# -- checks that need shapes ----------------------------------------------------------
+def _reanalyse(graph: Graph, estimators: dict, mode: str) -> Analysis:
+    nodes = [dataclasses.replace(n, estimator=estimators[n.name]) if n.name in estimators else n for n in graph.nodes]
+    g = Graph(graph.name)
+    for n in nodes:
+        g._add(n)
+    return analyse(g, mode=mode)
+
+
+def _check_values(a: Analysis, avals: dict, float_inputs) -> None:
+    for c in a.costs:
+        shape = getattr(avals[c], "shape", None)
+        if shape != ():
+            raise GraphError(
+                f"cost node {c!r} has shape {shape}; costs must be scalars: reduce it in the function "
+                f"or declare g.cost({c!r}, ..., reduce='sum' or 'mean')"
+            )
+    for theta in float_inputs:
+        for w in a.det_influences[theta]:
+            node = a.nodes[w]
+            if node.kind in ("deterministic", "cost", "expectation") and not _is_float(avals[w]):
+                raise GraphError(
+                    f"Condition 1 fails: input {theta!r} reaches node {w!r} along a differentiable path, but "
+                    f"{w!r} returns non-floating values ({jax.tree_util.tree_leaves(avals[w])[0].dtype}), which "
+                    f"carry no gradient. Insert a stochastic node (score function) before it, or declare it "
+                    f"differentiable=False and keep inputs off its path."
+                )
+    for w in a.score_nodes():
+        b = a.nodes[w].baseline
+        if isinstance(b, str) and getattr(avals[b], "shape", None) not in ((),):
+            raise GraphError(f"baseline {b!r} of node {w!r} must be a scalar per sample, got shape {avals[b].shape}")
+
+
+def _num(n) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise GraphError(f"num_samples/num_replicates must be a positive int, got {n!r}")
+    return n
+
+
+# -- the jitted kernels ------------------------------------------------------------------
+def _keys(key, n):
+    return jax.random.split(key, n)
+
+
+def _batch_terms(plan: Plan, inputs, key, num_samples, *, fixed=None, logp_old=None):
+    a = plan.analysis
+    fn = lambda k, f, lo: sample_terms(a, inputs, k, fixed=f, logp_old=lo)
+    return jax.vmap(fn)(_keys(key, num_samples), fixed, logp_old)
+
+
+def _emit(plan: Plan, mode: str, inputs, key, num_samples):
+    terms = _batch_terms(plan, inputs, key, num_samples)
+    if mode == "dice":
+        return surrogate_lib.emit_dice(plan.analysis, terms)
+    return surrogate_lib.emit(plan.analysis, terms)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _sample(self, plan, num_samples, inputs, key):
+    self.trace_count += 1
+    run = lambda k: jax.lax.stop_gradient(evaluate(plan.analysis, inputs, k)[0])
+    return run(key) if num_samples is None else jax.vmap(run)(_keys(key, num_samples))
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _surrogate(self, plan, mode, num_samples, inputs, key):
+    self.trace_count += 1
+    return _emit(plan, mode, inputs, key, num_samples)
+
+
+def _grad_body(plan, mode, wrt, num_samples, inputs, key):
+    diff = {n: inputs[n] for n in wrt}
+    return jax.grad(lambda d: _emit(plan, mode, {**inputs, **d}, key, num_samples))(diff)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _grad(self, plan, mode, wrt, num_samples, inputs, key):
+    self.trace_count += 1
+    return _grad_body(plan, mode, wrt, num_samples, inputs, key)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
+def _grad_samples(self, plan, mode, wrt, num_samples, num_replicates, inputs, key):
+    self.trace_count += 1
+    one = lambda k: _grad_body(plan, mode, wrt, num_samples, inputs, k)
+    return jax.lax.map(one, _keys(key, num_replicates), batch_size=min(num_replicates, 1024))
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _value(self, plan, num_samples, inputs, key):
+    self.trace_count += 1
+    values = jax.vmap(lambda k: evaluate(plan.analysis, inputs, k)[0])(_keys(key, num_samples))
+    return jnp.mean(sum((values[c] for c in plan.analysis.costs), jnp.zeros(())))
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _ratio(self, plan, num_samples, inputs, old_inputs, key):
+    self.trace_count += 1
+    a = plan.analysis
+    old = jax.lax.stop_gradient(_batch_terms(plan, old_inputs, key, num_samples))
+    sampled = {n: old.values[n] for n in a.stochastic if n in a.score_nodes() or a.nodes[n].kind == "simulate"}
+    terms = _batch_terms(plan, inputs, key, num_samples, fixed=sampled, logp_old=old.log_probs)
+    return surrogate_lib.emit(a, terms, q_hat=surrogate_lib.q_hats(a, old.values))
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _hvp(self, plan, mode, wrt, num_samples, inputs, tangents, key):
+    self.trace_count += 1
+    diff = {n: inputs[n] for n in wrt}
+    grad_fn = lambda d: _grad_body(plan, mode, wrt, num_samples, {**inputs, **d}, key)
+    return jax.jvp(grad_fn, (diff,), (tangents,))[1]

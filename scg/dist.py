@@ -1,0 +1,176 @@
+"""A small set of distributions for stochastic nodes.
+
+Any object with ``sample(key)`` and ``log_prob(value)`` can be returned from a
+stochastic node's function (numpyro's distributions fit this protocol as they
+are); the optional members the compiler reads are:
+
+- ``has_rsample`` and ``rsample(key)``: a reparameterised sample, needed by the
+  pathwise estimator (Schulman 2016, §5.2.1);
+- ``mean`` and ``variance``: used by the Gaussian-smoothing estimator;
+- ``enumerate_support()``: values and weights for exact expectations in
+  :mod:`scg.testing` (a finite support, or Gauss-Hermite quadrature nodes).
+
+Every distribution here is a pytree, so it can cross ``jit``/``vmap``.
+``log_prob`` is elementwise; the compiler sums it over the node's elements.
+"""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Normal", "Bernoulli", "Categorical", "Distribution"]
+
+
+class Distribution:
+    """Base class: subclasses register as pytrees through ``__init_subclass__``."""
+
+    has_rsample = False
+    _fields: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node(
+            cls,
+            lambda d: (tuple(getattr(d, f) for f in d._fields), None),
+            lambda _, children: cls._from_fields(*children),
+        )
+
+    @classmethod
+    def _from_fields(cls, *children):
+        obj = object.__new__(cls)
+        for name, value in zip(cls._fields, children):
+            object.__setattr__(obj, name, value)
+        return obj
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{type(self).__name__}({fields})"
+
+
+class Normal(Distribution):
+    """Independent Gaussian per element, ``N(loc, scale**2)``; reparameterisable."""
+
+    has_rsample = True
+    _fields = ("loc", "scale")
+
+    def __init__(self, loc, scale):
+        self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc, float), jnp.asarray(scale, float))
+
+    @property
+    def shape(self):
+        return self.loc.shape
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return self.scale**2
+
+    def rsample(self, key):
+        return self.loc + self.scale * jax.random.normal(key, self.loc.shape, self.loc.dtype)
+
+    def sample(self, key):
+        return jax.lax.stop_gradient(self.rsample(key))
+
+    def log_prob(self, value):
+        z = (value - self.loc) / self.scale
+        return -0.5 * z**2 - jnp.log(self.scale) - 0.5 * jnp.log(2 * jnp.pi)
+
+    def enumerate_support(self, num_points: int = 20):
+        """Gauss-Hermite nodes ``loc + scale * z_k`` (reparameterised) and constant weights."""
+        if self.loc.size > 2:
+            raise ValueError("Normal.enumerate_support: quadrature only for up to 2 elements")
+        z, w = np.polynomial.hermite_e.hermegauss(num_points)
+        w = w / w.sum()
+        grids = list(itertools.product(range(num_points), repeat=self.loc.size))
+        zs = np.array([[z[i] for i in g] for g in grids]).reshape((len(grids),) + self.loc.shape)
+        ws = np.array([np.prod([w[i] for i in g]) for g in grids])
+        values = self.loc + self.scale * jnp.asarray(zs, self.loc.dtype)
+        return values, jnp.asarray(ws, self.loc.dtype)
+
+
+class Bernoulli(Distribution):
+    """Independent Bernoulli per element, given ``logits`` or ``probs``; values are floats in {0, 1}."""
+
+    _fields = ("logits",)
+
+    def __init__(self, logits=None, probs=None):
+        if (logits is None) == (probs is None):
+            raise ValueError("Bernoulli: give exactly one of logits= or probs=")
+        if logits is None:
+            probs = jnp.asarray(probs, float)
+            logits = jnp.log(probs) - jnp.log1p(-probs)
+        self.logits = jnp.asarray(logits, float)
+
+    @property
+    def shape(self):
+        return self.logits.shape
+
+    @property
+    def probs(self):
+        return jax.nn.sigmoid(self.logits)
+
+    @property
+    def mean(self):
+        return self.probs
+
+    def sample(self, key):
+        u = jax.random.uniform(key, self.logits.shape, self.logits.dtype)
+        return jax.lax.stop_gradient((u < self.probs).astype(self.logits.dtype))
+
+    def log_prob(self, value):
+        return value * jax.nn.log_sigmoid(self.logits) + (1 - value) * jax.nn.log_sigmoid(-self.logits)
+
+    def enumerate_support(self):
+        n = self.logits.size
+        if n > 10:
+            raise ValueError("Bernoulli.enumerate_support: more than 2**10 joint values")
+        values = jnp.asarray(list(itertools.product([0.0, 1.0], repeat=n)), self.logits.dtype)
+        values = values.reshape((2**n,) + self.logits.shape)
+        weights = jnp.exp(jax.vmap(lambda v: jnp.sum(self.log_prob(v)))(values))
+        return values, weights
+
+
+class Categorical(Distribution):
+    """Categorical over the last axis of ``logits``; values are int32 indices."""
+
+    _fields = ("logits",)
+
+    def __init__(self, logits=None, probs=None):
+        if (logits is None) == (probs is None):
+            raise ValueError("Categorical: give exactly one of logits= or probs=")
+        if logits is None:
+            logits = jnp.log(jnp.asarray(probs, float))
+        self.logits = jax.nn.log_softmax(jnp.asarray(logits, float), axis=-1)
+
+    @property
+    def shape(self):
+        return self.logits.shape[:-1]
+
+    @property
+    def num_categories(self) -> int:
+        return self.logits.shape[-1]
+
+    @property
+    def probs(self):
+        return jnp.exp(self.logits)
+
+    def sample(self, key):
+        return jax.random.categorical(key, jax.lax.stop_gradient(self.logits), axis=-1).astype(jnp.int32)
+
+    def log_prob(self, value):
+        value = jnp.asarray(value, jnp.int32)
+        return jnp.take_along_axis(self.logits, value[..., None], axis=-1)[..., 0]
+
+    def enumerate_support(self):
+        k, n = self.num_categories, int(np.prod(self.shape))
+        if k**n > 1024:
+            raise ValueError("Categorical.enumerate_support: more than 1024 joint values")
+        values = jnp.asarray(list(itertools.product(range(k), repeat=n)), jnp.int32).reshape((k**n,) + self.shape)
+        weights = jnp.exp(jax.vmap(lambda v: jnp.sum(self.log_prob(v)))(values))
+        return values, weights

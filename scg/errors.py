@@ -1,0 +1,8 @@
+"""Errors raised while building, checking or calling a stochastic computation graph."""
+
+
+class GraphError(ValueError):
+    """A graph is malformed or breaks a condition of the theory (Schulman 2016, Ch. 5).
+
+    Messages always name the node(s) at fault and say what to do.
+    """

@@ -1,0 +1,176 @@
+"""Declaring a stochastic computation graph (Schulman 2016, Definition 3).
+
+A :class:`Graph` is a builder: each call adds one node and returns a handle
+that later nodes name as a parent. Parents may also be given by name (a
+string), which allows forward references; the compiler resolves them and
+rejects cycles. Nothing is evaluated here: node functions run only inside the
+compiled estimator.
+
+Node kinds:
+
+- ``input``: set by the caller; the parameters we differentiate with respect to.
+- ``deterministic``: a function of its parents.
+- ``stochastic``: distributed conditionally on its parents; its function
+  returns a distribution object (see :mod:`scg.dist`).
+- ``simulate``: stochastic with an unknown density; its function draws a
+  sample from ``(key, *parents)``. No gradient can flow into it (Condition 1).
+- ``expectation``: a deterministic node defined as ``E_{a~dist}[f(parents, a)]``,
+  estimated with one sampled ``a`` (the relaxed dynamics of RPG, Levy & Ermon
+  2018, Eq. 5).
+- ``cost``: a deterministic, scalar node whose values are summed into the
+  objective ``E[sum of costs]`` that the estimator differentiates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from scg.errors import GraphError
+
+KINDS = ("input", "deterministic", "stochastic", "simulate", "expectation", "cost")
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One node of a graph. Users hold it as a handle to name it as a parent."""
+
+    name: str
+    kind: str
+    fn: Callable | None = None
+    parents: tuple[str, ...] = ()
+    estimator: Any = None
+    baseline: Any = None
+    differentiable: bool = True
+    dist_fn: Callable | None = None
+    options: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r}, {self.kind})"
+
+
+def _parent_name(graph_name: str, child: str, p) -> str:
+    if isinstance(p, Node):
+        return p.name
+    if isinstance(p, str):
+        return p
+    raise GraphError(
+        f"node {child!r}: parent {p!r} is neither a node handle nor a node name; "
+        f"pass the value returned by g.input/g.deterministic/... or its name"
+    )
+
+
+class Graph:
+    """A stochastic computation graph under construction.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from scg import Graph, dist
+        >>> g = Graph()
+        >>> theta = g.input("theta")
+        >>> x = g.stochastic("x", lambda t: dist.Normal(t, 1.0), theta)
+        >>> f = g.cost("f", lambda x: x**2, x)
+        >>> [n.name for n in g.nodes]
+        ['theta', 'x', 'f']
+    """
+
+    def __init__(self, name: str = "graph"):
+        self.name = name
+        self._nodes: dict[str, Node] = {}
+
+    # -- declaration --------------------------------------------------------
+    def input(self, name: str) -> Node:
+        """An input node (Definition 3.1): set at call time, differentiable if floating point."""
+        return self._add(Node(name, "input"))
+
+    def deterministic(self, name: str, fn: Callable, *parents, differentiable: bool = True) -> Node:
+        """A deterministic node ``fn(*parents)``.
+
+        Set ``differentiable=False`` for a function with no usable Jacobian (a
+        simulator, a step function); the compiler then checks Condition 1 (no
+        input may reach it through a differentiable path).
+        """
+        return self._add(self._fn_node(name, "deterministic", fn, parents, differentiable=differentiable))
+
+    def stochastic(self, name: str, fn: Callable, *parents, estimator=None, baseline=None) -> Node:
+        """A stochastic node ``w ~ fn(*parents)``; ``fn`` returns a distribution.
+
+        Args:
+            estimator: ``"score"``, ``"pathwise"``, an estimator name from
+                :mod:`scg.estimators`, or an estimator object. ``None`` picks
+                pathwise for reparameterisable distributions, else score.
+            baseline: a node (handle or name) whose value is subtracted from
+                ``Q_w`` in the score term (Theorem 2: it must not be influenced
+                by this node), or a built-in such as ``scg.baselines.LeaveOneOut()``.
+        """
+        node = self._fn_node(name, "stochastic", fn, parents, estimator=estimator)
+        if baseline is not None:
+            if isinstance(baseline, Node):
+                baseline = baseline.name
+            object.__setattr__(node, "baseline", baseline)
+        return self._add(node)
+
+    def simulate(self, name: str, fn: Callable, *parents) -> Node:
+        """A stochastic node with unknown density: ``fn(key, *parents)`` returns a sample.
+
+        Useful for an environment simulator. No input may deterministically
+        influence it (Condition 1), since its likelihood cannot be differentiated.
+        """
+        return self._add(self._fn_node(name, "simulate", fn, parents, differentiable=False))
+
+    def expectation(self, name: str, fn: Callable, dist_fn: Callable, *parents, estimator="relaxed", **options) -> Node:
+        """A deterministic node ``E_{a ~ dist_fn(*parents)}[fn(*parents, a)]`` (RPG relaxed dynamics).
+
+        Its gradient is estimated with one sampled ``a``: pathwise through
+        ``parents`` and score function through ``a`` (Levy & Ermon 2018,
+        Theorem 3 / Eq. 8). See :mod:`scg.estimators.relaxed` for ``options``.
+        """
+        node = self._fn_node(name, "expectation", fn, parents, estimator=estimator)
+        object.__setattr__(node, "dist_fn", dist_fn)
+        object.__setattr__(node, "options", dict(options))
+        return self._add(node)
+
+    def cost(self, name: str, fn: Callable, *parents, reduce: str | None = None) -> Node:
+        """A cost node ``fn(*parents)``; it must be a scalar, or ``reduce`` it (``"sum"`` or ``"mean"``)."""
+        if reduce not in (None, "sum", "mean"):
+            raise GraphError(f"cost {name!r}: reduce must be None, 'sum' or 'mean', got {reduce!r}")
+        return self._add(self._fn_node(name, "cost", fn, parents, options={"reduce": reduce}))
+
+    # -- access -------------------------------------------------------------
+    @property
+    def nodes(self) -> list[Node]:
+        return list(self._nodes.values())
+
+    def __getitem__(self, name: str) -> Node:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise GraphError(f"no node named {name!r} in graph {self.name!r}; nodes: {list(self._nodes)}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._nodes
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, {len(self)} nodes)"
+
+    def _repr_svg_(self) -> str:
+        from scg.render import to_svg
+
+        return to_svg(self)
+
+    # -- internals ----------------------------------------------------------
+    def _fn_node(self, name, kind, fn, parents, **kw) -> Node:
+        if not callable(fn):
+            raise GraphError(f"node {name!r}: expected a function of its parents, got {type(fn).__name__}")
+        names = tuple(_parent_name(self.name, name, p) for p in parents)
+        return Node(name, kind, fn, names, **kw)
+
+    def _add(self, node: Node) -> Node:
+        if not isinstance(node.name, str) or not node.name.isidentifier():
+            raise GraphError(f"node name {node.name!r} must be a Python identifier (it keys dicts and traces)")
+        if node.name in self._nodes:
+            raise GraphError(f"duplicate node name {node.name!r}: every node needs a unique name")
+        self._nodes[node.name] = node
+        return node

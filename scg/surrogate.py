@@ -1,0 +1,71 @@
+"""Emitting the surrogate loss from a batch of samples (Schulman 2016, Corollary 1).
+
+Three forms, all averaging over the batch of independent samples:
+
+- ``surrogate``: ``L = Σ_w log p(ŵ|DEPS_w) · (Q̂_w - b_w) + Σ_c c`` (Corollary 1
+  with the baselines of Theorem 2); its gradient is the estimator.
+- ``ratio``: ``Σ_w p(ŵ|DEPS_w)/p̂_w · (Q̂_w - b_w) + Σ_c c``, the importance-ratio
+  form (§5.3.2) with ``ŵ`` and ``p̂_w`` from the sampling parameters, as TRPO needs.
+- ``dice``: ``Σ_c c · □(Σ_{w≺c} log p(ŵ)) + Σ_w (1 - □(log p(ŵ))) b_w``, the
+  magic-box objective (Foerster et al. 2018; baseline term of Mao et al. 2019)
+  whose derivatives of every order are unbiased. Differentiating the plain
+  surrogate twice is not (§5.3.3 gives the Hessian-vector product idea; the
+  plain form drops the cross terms between score functions).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from scg.analysis import Analysis
+from scg.estimators.base import magic_box
+from scg.forward import SampleTerms
+
+sg = jax.lax.stop_gradient
+
+
+def _sum_costs(values: dict, costs) -> jax.Array:
+    return sum((values[c] for c in costs), jnp.zeros(()))
+
+
+def baselines(analysis: Analysis, terms: SampleTerms, q_hat: dict) -> dict:
+    """``b_w`` per score node, shaped like the batch (zeros where none)."""
+    out = {}
+    for w in terms.score_weights:
+        spec = analysis.nodes[w].baseline
+        if spec is None:
+            out[w] = jnp.zeros_like(q_hat[w])
+        elif isinstance(spec, str):
+            out[w] = sg(terms.values[spec]).reshape(q_hat[w].shape)
+        else:
+            out[w] = sg(spec(w, q_hat[w]))
+    return out
+
+
+def q_hats(analysis: Analysis, values: dict) -> dict:
+    """``Q̂_w`` (no gradient) per score node, over the batch."""
+    return {w: sg(_sum_costs(values, analysis.downstream_costs[w])) for w in analysis.score_nodes()}
+
+
+def emit(analysis: Analysis, terms: SampleTerms, *, q_hat: dict | None = None) -> jax.Array:
+    """Corollary 1 (or the ratio form, when ``terms.score_weights`` hold ratios) over a batch."""
+    q_hat = q_hats(analysis, terms.values) if q_hat is None else q_hat
+    b = baselines(analysis, terms, q_hat)
+    total = jnp.mean(_sum_costs(terms.values, analysis.costs)) + jnp.mean(terms.extra)
+    for w, weight in terms.score_weights.items():
+        total = total + jnp.mean(weight * (q_hat[w] - b[w]))
+    return total
+
+
+def emit_dice(analysis: Analysis, terms: SampleTerms) -> jax.Array:
+    """The magic-box objective over a batch: correct derivatives of any order."""
+    q_hat = q_hats(analysis, terms.values)
+    b = baselines(analysis, terms, q_hat)
+    total = jnp.zeros(())
+    for c in analysis.costs:
+        upstream = [w for w in terms.log_probs if c in analysis.downstream_costs[w]]
+        logp = sum((terms.log_probs[w] for w in upstream), jnp.zeros_like(terms.values[c]))
+        total = total + jnp.mean(terms.values[c] * magic_box(logp))
+    for w, logp in terms.log_probs.items():
+        total = total + jnp.mean((1.0 - magic_box(logp)) * b[w])
+    return total
