@@ -147,6 +147,8 @@ def check_condition_1(a: Analysis) -> None:
     silently receive a zero gradient; that is an error instead.
     """
     for theta in a.inputs:
+        if not a.nodes[theta].differentiable:
+            continue
         for w in sorted(a.det_influences[theta], key=a.order.index):
             node = a.nodes[w]
             blocked = node.kind == "simulate" or (node.kind in ("deterministic", "cost") and not node.differentiable)
@@ -155,7 +157,8 @@ def check_condition_1(a: Analysis) -> None:
                 raise GraphError(
                     f"Condition 1 fails: input {theta!r} reaches {node.kind} node {w!r} (through parent "
                     f"{via[0]!r}) along a differentiable path, but {w!r} cannot carry a gradient. Put a "
-                    f"stochastic node with a score-function estimator between them, or make {w!r} differentiable."
+                    f"stochastic node with a score-function estimator between them, make {w!r} differentiable, "
+                    f"or, if {theta!r} is data you never differentiate, declare g.input({theta!r}, differentiable=False)."
                 )
 
 

@@ -17,14 +17,14 @@ class LeaveOneOut:
 
     Unbiased: sample ``n``'s baseline is independent of sample ``n``
     (Kool et al. 2019, "Buy 4 REINFORCE samples, get a baseline for free").
-    Needs ``num_samples >= 2``.
+    Needs ``num_samples >= 2``. In a temporal graph the mean is per time step.
     """
 
     def __call__(self, node_name: str, q_hat: jnp.ndarray) -> jnp.ndarray:
         n = q_hat.shape[0]
         if n < 2:
             raise GraphError(f"node {node_name!r}: the LeaveOneOut baseline needs num_samples >= 2, got {n}")
-        return (jnp.sum(q_hat) - q_hat) / (n - 1)
+        return (jnp.sum(q_hat, axis=0, keepdims=True) - q_hat) / (n - 1)
 
     def __repr__(self) -> str:
         return "LeaveOneOut()"
@@ -38,7 +38,7 @@ class BatchMean:
     """
 
     def __call__(self, node_name: str, q_hat: jnp.ndarray) -> jnp.ndarray:
-        return jnp.broadcast_to(jnp.mean(q_hat), q_hat.shape)
+        return jnp.broadcast_to(jnp.mean(q_hat, axis=0, keepdims=True), q_hat.shape)
 
     def __repr__(self) -> str:
         return "BatchMean()"

@@ -115,7 +115,7 @@ class CompiledGraph:
         analysis = analyse(self.graph, mode=self.mode) if estimators == a.estimators else None
         if analysis is None:
             analysis = _reanalyse(self.graph, estimators, self.mode)
-        float_inputs = tuple(n for n in analysis.inputs if _is_float(avals[n]))
+        float_inputs = tuple(n for n in analysis.inputs if _is_float(avals[n]) and analysis.nodes[n].differentiable)
         _check_values(analysis, avals, float_inputs)
         return Plan(analysis, avals, float_inputs)
 
@@ -127,7 +127,10 @@ class CompiledGraph:
             if n not in plan.analysis.inputs:
                 raise GraphError(f"wrt names {n!r}, which is not an input node (inputs: {list(plan.analysis.inputs)})")
             if n not in plan.float_inputs:
-                raise GraphError(f"wrt names input {n!r}, whose value is not floating point: it has no gradient")
+                raise GraphError(
+                    f"wrt names input {n!r}, which is declared differentiable=False or whose value is not "
+                    f"floating point: it has no gradient"
+                )
         return wrt
 
     # -- public API -------------------------------------------------------------
@@ -190,6 +193,22 @@ class CompiledGraph:
         if set(tangents) != set(wrt):
             raise GraphError(f"hvp: tangents must be keyed by {list(wrt)}, got {list(tangents)}")
         return _hvp(self, plan, mode, wrt, _num(num_samples), inputs, tangents, key)
+
+    # -- pure functions, for use inside a caller's own jit / scan / vmap ----------------
+    def surrogate_fn(self, example_inputs: dict, *, num_samples: int = 1):
+        """A pure ``(inputs, key) -> scalar`` surrogate for inputs shaped like ``example_inputs``.
+
+        Not jitted: compose it into a larger jitted function (a training step);
+        ``jax.grad`` of it w.r.t. ``inputs`` is the gradient estimator.
+        """
+        plan, n = self.plan(example_inputs), _num(num_samples)
+        return lambda inputs, key: _emit(plan, self.mode, inputs, key, n)
+
+    def grad_fn(self, example_inputs: dict, *, num_samples: int = 1, wrt=None):
+        """A pure ``(inputs, key) -> grads`` (dict keyed by input name), for use inside a caller's jit."""
+        plan, n = self.plan(example_inputs), _num(num_samples)
+        wrt = self._wrt(plan, wrt)
+        return lambda inputs, key: _grad_body(plan, self.mode, wrt, n, inputs, key)
 
     def __repr__(self) -> str:
         return f"CompiledGraph({self.graph.name!r}, mode={self.mode!r}, {len(self.graph)} nodes)"

@@ -78,9 +78,15 @@ class Graph:
         self._nodes: dict[str, Node] = {}
 
     # -- declaration --------------------------------------------------------
-    def input(self, name: str) -> Node:
-        """An input node (Definition 3.1): set at call time, differentiable if floating point."""
-        return self._add(Node(name, "input"))
+    def input(self, name: str, *, differentiable: bool = True) -> Node:
+        """An input node (Definition 3.1), set at call time.
+
+        Gradients are taken with respect to floating-point inputs. Declare data
+        that is never differentiated (observations, an environment's seed) with
+        ``differentiable=False``: it is then exempt from Condition 1 and from
+        the default ``wrt``.
+        """
+        return self._add(Node(name, "input", differentiable=differentiable))
 
     def deterministic(self, name: str, fn: Callable, *parents, differentiable: bool = True) -> Node:
         """A deterministic node ``fn(*parents)``.
