@@ -19,11 +19,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from scg import surrogate as surrogate_lib
 from scg.analysis import Analysis, analyse
 from scg.errors import GraphError
 from scg.estimators import Auto, Pathwise, Score
-from scg.forward import evaluate, sample_terms
+from scg.forward import evaluate
+from scg.program import FlatProgram
 from scg.graph import Graph
 
 
@@ -33,6 +33,7 @@ class Plan(NamedTuple):
     analysis: Analysis
     avals: dict  # node name -> jax.ShapeDtypeStruct (or pytree of them)
     float_inputs: tuple[str, ...]
+    program: Any  # FlatProgram or TemporalProgram: how samples become a surrogate
 
     def __hash__(self):
         return id(self)
@@ -117,7 +118,7 @@ class CompiledGraph:
             analysis = _reanalyse(self.graph, estimators, self.mode)
         float_inputs = tuple(n for n in analysis.inputs if _is_float(avals[n]) and analysis.nodes[n].differentiable)
         _check_values(analysis, avals, float_inputs)
-        return Plan(analysis, avals, float_inputs)
+        return Plan(analysis, avals, float_inputs, FlatProgram(analysis))
 
     def _wrt(self, plan: Plan, wrt) -> tuple[str, ...]:
         if wrt is None:
@@ -134,17 +135,28 @@ class CompiledGraph:
         return wrt
 
     # -- public API -------------------------------------------------------------
-    def sample(self, inputs: dict, key: jax.Array, *, num_samples: int | None = None) -> dict:
-        """Draw every node's value: ``{name: value}`` (with a leading ``num_samples`` axis if given)."""
-        plan = self.plan(inputs)
-        return _sample(self, plan, num_samples, inputs, key)
+    def _observed(self, plan: Plan, observed):
+        plan.program.check_observed(observed)
+        return observed
 
-    def surrogate(self, inputs: dict, key: jax.Array, *, num_samples: int = 1) -> jax.Array:
+    def sample(self, inputs: dict, key: jax.Array, *, num_samples: int | None = None, observed=None) -> dict:
+        """Draw every node's value: ``{name: value}`` (with a leading ``num_samples`` axis if given).
+
+        ``observed`` (every method takes it) maps sampled nodes without a
+        gradient path (score-function or simulated) to recorded values with a
+        leading ``num_samples`` axis: those values are used instead of drawing,
+        and log-probabilities are recomputed at the current inputs.
+        """
+        plan = self.plan(inputs)
+        n = None if num_samples is None else _num(num_samples)
+        return _sample(self, plan, n, inputs, key, self._observed(plan, observed))
+
+    def surrogate(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """The scalar surrogate loss; ``jax.grad`` of it is the gradient estimator (Corollary 1)."""
         plan = self.plan(inputs)
-        return _surrogate(self, plan, self.mode, _num(num_samples), inputs, key)
+        return _surrogate(self, plan, self.mode, _num(num_samples), inputs, key, self._observed(plan, observed))
 
-    def ratio_surrogate(self, inputs: dict, old_inputs: dict, key: jax.Array, *, num_samples: int = 1) -> jax.Array:
+    def ratio_surrogate(self, inputs: dict, old_inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """``Σ_w p(ŵ)/p̂_w (Q̂_w - b_w) + Σ_c c`` with samples drawn at ``old_inputs`` (§5.3.2).
 
         With the same ``key`` the samples are the same for every ``inputs``, so a
@@ -154,28 +166,29 @@ class CompiledGraph:
         plan = self.plan(inputs)
         if self.plan(old_inputs) is not plan:
             raise GraphError("ratio_surrogate: inputs and old_inputs must have the same shapes and structure")
-        return _ratio(self, plan, _num(num_samples), inputs, old_inputs, key)
+        return _ratio(self, plan, _num(num_samples), inputs, old_inputs, key, self._observed(plan, observed))
 
-    def grad(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, wrt=None) -> dict:
+    def grad(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, wrt=None, observed=None) -> dict:
         """Unbiased estimate of ``∇ E[Σ costs]``, averaged over ``num_samples`` samples.
 
         Returns a dict keyed by input name (every floating-point input, or those
         in ``wrt``), each entry shaped like that input.
         """
         plan = self.plan(inputs)
-        return _grad(self, plan, self.mode, self._wrt(plan, wrt), _num(num_samples), inputs, key)
+        wrt = self._wrt(plan, wrt)
+        return _grad(self, plan, self.mode, wrt, _num(num_samples), inputs, key, self._observed(plan, observed))
 
     def grad_samples(self, inputs: dict, key: jax.Array, *, num_replicates: int, num_samples: int = 1, wrt=None) -> dict:
         """``num_replicates`` independent gradient estimates stacked on a leading axis (for variance and z-tests)."""
         plan = self.plan(inputs)
         return _grad_samples(self, plan, self.mode, self._wrt(plan, wrt), _num(num_samples), _num(num_replicates), inputs, key)
 
-    def value(self, inputs: dict, key: jax.Array, *, num_samples: int = 1) -> jax.Array:
+    def value(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """Monte Carlo estimate of ``E[Σ costs]``."""
         plan = self.plan(inputs)
-        return _value(self, plan, _num(num_samples), inputs, key)
+        return _value(self, plan, _num(num_samples), inputs, key, self._observed(plan, observed))
 
-    def hvp(self, inputs: dict, tangents: dict, key: jax.Array, *, num_samples: int = 1, wrt=None, mode: str = "dice") -> dict:
+    def hvp(self, inputs: dict, tangents: dict, key: jax.Array, *, num_samples: int = 1, wrt=None, mode: str = "dice", observed=None) -> dict:
         """Hessian-vector product estimate ``H v`` of ``E[Σ costs]`` (§5.3.3).
 
         ``mode="dice"`` (default) differentiates the magic-box objective twice:
@@ -187,12 +200,12 @@ class CompiledGraph:
         if mode == "dice" and self.mode != "dice":
             if getattr(self, "_dice", None) is None:
                 self._dice = compile(self.graph, mode="dice")
-            return self._dice.hvp(inputs, tangents, key, num_samples=num_samples, wrt=wrt)
+            return self._dice.hvp(inputs, tangents, key, num_samples=num_samples, wrt=wrt, observed=observed)
         plan = self.plan(inputs)
         wrt = self._wrt(plan, wrt)
         if set(tangents) != set(wrt):
             raise GraphError(f"hvp: tangents must be keyed by {list(wrt)}, got {list(tangents)}")
-        return _hvp(self, plan, mode, wrt, _num(num_samples), inputs, tangents, key)
+        return _hvp(self, plan, mode, wrt, _num(num_samples), inputs, tangents, key, self._observed(plan, observed))
 
     # -- pure functions, for use inside a caller's own jit / scan / vmap ----------------
     def surrogate_fn(self, example_inputs: dict, *, num_samples: int = 1):
@@ -202,13 +215,13 @@ class CompiledGraph:
         ``jax.grad`` of it w.r.t. ``inputs`` is the gradient estimator.
         """
         plan, n = self.plan(example_inputs), _num(num_samples)
-        return lambda inputs, key: _emit(plan, self.mode, inputs, key, n)
+        return lambda inputs, key, observed=None: _emit(plan, self.mode, inputs, key, n, observed)
 
     def grad_fn(self, example_inputs: dict, *, num_samples: int = 1, wrt=None):
         """A pure ``(inputs, key) -> grads`` (dict keyed by input name), for use inside a caller's jit."""
         plan, n = self.plan(example_inputs), _num(num_samples)
         wrt = self._wrt(plan, wrt)
-        return lambda inputs, key: _grad_body(plan, self.mode, wrt, n, inputs, key)
+        return lambda inputs, key, observed=None: _grad_body(plan, self.mode, wrt, n, inputs, key, observed)
 
     def __repr__(self) -> str:
         return f"CompiledGraph({self.graph.name!r}, mode={self.mode!r}, {len(self.graph)} nodes)"
@@ -271,45 +284,38 @@ def _num(n) -> int:
 
 
 # -- the jitted kernels ------------------------------------------------------------------
+# Each takes the CompiledGraph and its plan as static arguments; ``observed`` is a
+# dict of arrays (leading axis num_samples) or None.
 def _keys(key, n):
     return jax.random.split(key, n)
 
 
-def _batch_terms(plan: Plan, inputs, key, num_samples, *, fixed=None, logp_old=None):
-    a = plan.analysis
-    fn = lambda k, f, lo: sample_terms(a, inputs, k, fixed=f, logp_old=lo)
-    return jax.vmap(fn)(_keys(key, num_samples), fixed, logp_old)
-
-
-def _emit(plan: Plan, mode: str, inputs, key, num_samples):
-    terms = _batch_terms(plan, inputs, key, num_samples)
-    if mode == "dice":
-        return surrogate_lib.emit_dice(plan.analysis, terms)
-    return surrogate_lib.emit(plan.analysis, terms)
+def _emit(plan: Plan, mode: str, inputs, key, num_samples, observed):
+    program = plan.program
+    return program.emit(program.batch_terms(inputs, key, num_samples, fixed=observed), mode)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
-def _sample(self, plan, num_samples, inputs, key):
+def _sample(self, plan, num_samples, inputs, key, observed):
     self.trace_count += 1
-    run = lambda k: jax.lax.stop_gradient(evaluate(plan.analysis, inputs, k)[0])
-    return run(key) if num_samples is None else jax.vmap(run)(_keys(key, num_samples))
+    return plan.program.sample_values(inputs, key, num_samples, fixed=observed)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _surrogate(self, plan, mode, num_samples, inputs, key):
+def _surrogate(self, plan, mode, num_samples, inputs, key, observed):
     self.trace_count += 1
-    return _emit(plan, mode, inputs, key, num_samples)
+    return _emit(plan, mode, inputs, key, num_samples, observed)
 
 
-def _grad_body(plan, mode, wrt, num_samples, inputs, key):
+def _grad_body(plan, mode, wrt, num_samples, inputs, key, observed=None):
     diff = {n: inputs[n] for n in wrt}
-    return jax.grad(lambda d: _emit(plan, mode, {**inputs, **d}, key, num_samples))(diff)
+    return jax.grad(lambda d: _emit(plan, mode, {**inputs, **d}, key, num_samples, observed))(diff)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _grad(self, plan, mode, wrt, num_samples, inputs, key):
+def _grad(self, plan, mode, wrt, num_samples, inputs, key, observed):
     self.trace_count += 1
-    return _grad_body(plan, mode, wrt, num_samples, inputs, key)
+    return _grad_body(plan, mode, wrt, num_samples, inputs, key, observed)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
@@ -320,25 +326,25 @@ def _grad_samples(self, plan, mode, wrt, num_samples, num_replicates, inputs, ke
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
-def _value(self, plan, num_samples, inputs, key):
+def _value(self, plan, num_samples, inputs, key, observed):
     self.trace_count += 1
-    values = jax.vmap(lambda k: evaluate(plan.analysis, inputs, k)[0])(_keys(key, num_samples))
-    return jnp.mean(sum((values[c] for c in plan.analysis.costs), jnp.zeros(())))
+    values = plan.program.sample_values(inputs, key, num_samples, fixed=observed)
+    return jnp.mean(plan.program.total_cost(values))
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
-def _ratio(self, plan, num_samples, inputs, old_inputs, key):
+def _ratio(self, plan, num_samples, inputs, old_inputs, key, observed):
     self.trace_count += 1
-    a = plan.analysis
-    old = jax.lax.stop_gradient(_batch_terms(plan, old_inputs, key, num_samples))
-    sampled = {n: old.values[n] for n in a.stochastic if n in a.score_nodes() or a.nodes[n].kind == "simulate"}
-    terms = _batch_terms(plan, inputs, key, num_samples, fixed=sampled, logp_old=old.log_probs)
-    return surrogate_lib.emit(a, terms, q_hat=surrogate_lib.q_hats(a, old.values))
+    program = plan.program
+    old = jax.lax.stop_gradient(program.batch_terms(old_inputs, key, num_samples, fixed=observed))
+    drawn = {n: old.values[n] for n in program.drawn_nodes()}
+    terms = program.batch_terms(inputs, key, num_samples, fixed=drawn, logp_old=old.log_probs)
+    return program.emit(terms, "surrogate", q_hat=program.q_hats(old.values))
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _hvp(self, plan, mode, wrt, num_samples, inputs, tangents, key):
+def _hvp(self, plan, mode, wrt, num_samples, inputs, tangents, key, observed):
     self.trace_count += 1
     diff = {n: inputs[n] for n in wrt}
-    grad_fn = lambda d: _grad_body(plan, mode, wrt, num_samples, {**inputs, **d}, key)
+    grad_fn = lambda d: _grad_body(plan, mode, wrt, num_samples, {**inputs, **d}, key, observed)
     return jax.jvp(grad_fn, (diff,), (tangents,))[1]

@@ -1,0 +1,64 @@
+"""How a checked graph turns a batch of samples into a surrogate: the flat (untimed) case.
+
+A *program* is what a plan runs. :class:`FlatProgram` evaluates a graph once
+per sample (``vmap`` over ``num_samples``); :class:`scg.temporal.TemporalProgram`
+evaluates one time step per ``lax.scan`` iteration. Both offer the same
+methods, so every compiled kernel (``grad``, ``surrogate``, ``ratio_surrogate``,
+``hvp``, ...) is written once, in :mod:`scg.compiler`.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from scg import surrogate as surrogate_lib
+from scg.analysis import Analysis
+from scg.errors import GraphError
+from scg.forward import SampleTerms, evaluate, sample_terms
+
+
+class FlatProgram:
+    """One evaluation of the graph per sample; Corollary 1 over the batch."""
+
+    def __init__(self, analysis: Analysis):
+        self.analysis = analysis
+        self.score_nodes = analysis.score_nodes()
+
+    def drawn_nodes(self) -> tuple[str, ...]:
+        """Nodes whose values are draws without a gradient path (score-like and simulated): observable, fixable."""
+        a = self.analysis
+        return tuple(n for n in a.stochastic if not a.passes_gradient(n))
+
+    def check_observed(self, observed: dict | None) -> None:
+        if not observed:
+            return
+        allowed = self.drawn_nodes()
+        for name in observed:
+            if name not in allowed:
+                raise GraphError(
+                    f"observed names {name!r}, which is not a sampled node without a gradient path "
+                    f"(observable nodes: {list(allowed)}); a pathwise node's value cannot be replaced by data"
+                )
+
+    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None) -> SampleTerms:
+        keys = jax.random.split(key, num_samples)
+        fn = lambda k, f, lo: sample_terms(self.analysis, inputs, k, fixed=f, logp_old=lo)
+        return jax.vmap(fn)(keys, fixed, logp_old)
+
+    def sample_values(self, inputs, key, num_samples, *, fixed=None) -> dict:
+        run = lambda k, f: jax.lax.stop_gradient(evaluate(self.analysis, inputs, k, fixed=f)[0])
+        if num_samples is None:
+            return run(key, fixed)
+        return jax.vmap(run)(jax.random.split(key, num_samples), fixed)
+
+    def total_cost(self, values: dict) -> jax.Array:
+        """``Σ_c c`` per sample."""
+        return sum((values[c] for c in self.analysis.costs), jnp.zeros(()))
+
+    def q_hats(self, values: dict) -> dict:
+        return surrogate_lib.q_hats(self.analysis, values)
+
+    def emit(self, terms: SampleTerms, mode: str, *, q_hat: dict | None = None) -> jax.Array:
+        if mode == "dice":
+            return surrogate_lib.emit_dice(self.analysis, terms)
+        return surrogate_lib.emit(self.analysis, terms, q_hat=q_hat)
