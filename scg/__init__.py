@@ -7,6 +7,7 @@ from scg.compiler import compile
 from scg.errors import GraphError
 from scg.graph import Graph
 from scg.graph import Node
+from scg.temporal import Temporal
 
-__all__ = ["Graph", "Node", "GraphError", "compile", "CompiledGraph", "dist", "estimators", "baselines"]
+__all__ = ["Graph", "Node", "GraphError", "compile", "CompiledGraph", "Temporal", "dist", "estimators", "baselines"]
 __version__ = "0.1.0"

@@ -169,7 +169,9 @@ def check_baselines(a: Analysis) -> None:
         b = node.baseline
         if b is None:
             continue
-        if not getattr(a.estimators.get(w), "uses_score", False):
+        if getattr(a.estimators.get(w), "name", None) == "auto":
+            pass  # decided once the distribution is known; checked again then
+        elif not getattr(a.estimators.get(w), "uses_score", False):
             raise GraphError(
                 f"node {w!r} has a baseline but its estimator {a.estimators[w].name!r} has no score-function "
                 f"term to subtract it from; remove baseline= or use estimator='score'"

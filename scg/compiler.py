@@ -91,19 +91,22 @@ class CompiledGraph:
         return plan
 
     def _make_plan(self, inputs: dict) -> Plan:
+        analysis, avals = self._resolve(inputs)
+        float_inputs = tuple(n for n in analysis.inputs if _is_float(avals[n]) and analysis.nodes[n].differentiable)
+        _check_values(analysis, avals, float_inputs)
+        return Plan(analysis, avals, float_inputs, FlatProgram(analysis))
+
+    def _resolve(self, inputs: dict) -> tuple[Analysis, dict]:
+        """Trace the graph abstractly once; resolve default estimators; re-analyse with them."""
         a = self.analysis
         seen: dict[str, Any] = {}
 
         def discover(inputs, key):
             values, dists = evaluate(a, inputs, key)
-            for name, d in dists.items():
-                seen[name] = d
+            seen.update(dists)
             return values
 
-        try:
-            avals = jax.eval_shape(discover, inputs, jax.random.key(0))
-        except GraphError:
-            raise
+        avals = jax.eval_shape(discover, inputs, jax.random.key(0))
         estimators = dict(a.estimators)
         for name, est in a.estimators.items():
             node, dist = a.nodes[name], seen.get(name)
@@ -113,12 +116,9 @@ class CompiledGraph:
             est.check(name, dist)
             if node.kind == "stochastic" and est.passes_gradient and not _is_float(avals[name]):
                 raise GraphError(f"stochastic node {name!r}: estimator {est.name!r} needs floating-point values")
-        analysis = analyse(self.graph, mode=self.mode) if estimators == a.estimators else None
-        if analysis is None:
-            analysis = _reanalyse(self.graph, estimators, self.mode)
-        float_inputs = tuple(n for n in analysis.inputs if _is_float(avals[n]) and analysis.nodes[n].differentiable)
-        _check_values(analysis, avals, float_inputs)
-        return Plan(analysis, avals, float_inputs, FlatProgram(analysis))
+        if all(estimators[n] is a.estimators[n] for n in estimators):
+            return a, avals
+        return _reanalyse(self.graph, estimators, self.mode), avals
 
     def _wrt(self, plan: Plan, wrt) -> tuple[str, ...]:
         if wrt is None:
@@ -227,8 +227,8 @@ class CompiledGraph:
         return f"CompiledGraph({self.graph.name!r}, mode={self.mode!r}, {len(self.graph)} nodes)"
 
 
-def compile(graph: Graph, *, mode: str = "surrogate", example_inputs: dict | None = None) -> CompiledGraph:
-    """Check ``graph`` and return its :class:`CompiledGraph`.
+def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = None) -> CompiledGraph:
+    """Check ``graph`` (a :class:`Graph` or a :class:`scg.Temporal`) and return its :class:`CompiledGraph`.
 
     Args:
         mode: ``"surrogate"`` (Corollary 1) or ``"dice"`` (any-order magic box).
@@ -238,7 +238,9 @@ def compile(graph: Graph, *, mode: str = "surrogate", example_inputs: dict | Non
     Raises:
         GraphError: naming the node, for any malformed graph.
     """
-    compiled = CompiledGraph(graph, mode=mode)
+    from scg.temporal import Temporal, compile_temporal
+
+    compiled = compile_temporal(graph, mode=mode) if isinstance(graph, Temporal) else CompiledGraph(graph, mode=mode)
     if example_inputs is not None:
         compiled.plan(example_inputs)
     return compiled

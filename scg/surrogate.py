@@ -28,6 +28,11 @@ def _sum_costs(values: dict, costs) -> jax.Array:
     return sum((values[c] for c in costs), jnp.zeros(()))
 
 
+def batch_mean(x: jax.Array) -> jax.Array:
+    """Mean over the leading (sample) axis, sum over the others (time steps, in a temporal graph)."""
+    return jnp.sum(x) / x.shape[0]
+
+
 def baselines(analysis: Analysis, terms: SampleTerms, q_hat: dict) -> dict:
     """``b_w`` per score node, shaped like the batch (zeros where none)."""
     out = {}
@@ -48,12 +53,16 @@ def q_hats(analysis: Analysis, values: dict) -> dict:
 
 
 def emit(analysis: Analysis, terms: SampleTerms, *, q_hat: dict | None = None) -> jax.Array:
-    """Corollary 1 (or the ratio form, when ``terms.score_weights`` hold ratios) over a batch."""
+    """Corollary 1 (or the ratio form, when ``terms.score_weights`` hold ratios) over a batch.
+
+    Arrays have a leading sample axis (averaged) and, in temporal graphs, a
+    time axis (summed); ``q_hat`` overrides the per-node ``Q̂_w``.
+    """
     q_hat = q_hats(analysis, terms.values) if q_hat is None else q_hat
     b = baselines(analysis, terms, q_hat)
-    total = jnp.mean(_sum_costs(terms.values, analysis.costs)) + jnp.mean(terms.extra)
+    total = batch_mean(_sum_costs(terms.values, analysis.costs)) + batch_mean(terms.extra)
     for w, weight in terms.score_weights.items():
-        total = total + jnp.mean(weight * (q_hat[w] - b[w]))
+        total = total + batch_mean(weight * (q_hat[w] - b[w]))
     return total
 
 

@@ -1,0 +1,312 @@
+"""Time in the graph: one step declared as a graph, repeated with ``lax.scan``.
+
+A :class:`Temporal` wraps a *step graph* (state → action distribution →
+transition → cost → next state, plus baselines or critics) with a ``carry``
+mapping (which node of step ``t`` becomes which input of step ``t+1``) and a
+horizon. It compiles like any graph (``scg.compile``), but the compiled
+function scans the step, so compile time does not grow with the horizon.
+
+Credit assignment is Theorem 1's ``Q̂`` restricted by the time structure
+(Schulman 2016, §5.10.2, Eq. 44): the score term of a node ``w`` at step ``t``
+multiplies the costs of step ``t`` downstream of ``w`` plus, if ``w``
+influences the carried state, every later cost the carried state influences::
+
+    G_t = C_t + γ (1 - term_t) [(1 - trunc_t) G_{t+1} + trunc_t · boot_t]     (reverse scan)
+    Q̂_w(t) = Σ_{c ∈ step t, w ≺ c} c_t + [w ≺ carry] · (G_t - C_t)
+
+where ``C_t`` sums the step-``t`` costs downstream of the carried inputs,
+``term_t``/``trunc_t`` are the episode-boundary flags (no credit crosses an
+episode boundary) and ``boot_t`` the bootstrap node (an estimate of the costs
+after step ``t``, e.g. ``-V(s_{t+1})``), also used after the last step.
+With ``discount γ < 1`` the estimator is that of the discounted objective, a
+biased estimator of the gradient of the undiscounted expected cost (the usual
+trade of bias for variance); the cost term of the surrogate stays undiscounted.
+
+Baselines are checked per step against Theorem 2 at compile time: ``b(s_t)``
+is accepted; a baseline reading ``s_{t+1}``, ``a_t`` or ``r_t`` is a GraphError.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from scg import surrogate as surrogate_lib
+from scg.analysis import Analysis
+from scg.errors import GraphError
+from scg.forward import SampleTerms, sample_terms
+from scg.graph import Graph
+from scg.program import FlatProgram
+
+sg = jax.lax.stop_gradient
+
+
+class Temporal:
+    """A step graph repeated ``horizon`` times.
+
+    Args:
+        step: the graph of one time step.
+        carry: ``{input name: node name}``: the node of step ``t`` whose value
+            feeds that input at step ``t + 1``.
+        horizon: number of steps ``T``.
+        discount: ``γ`` in ``(0, 1]`` for credit assignment (see module docs).
+        init: optional ``(key, inputs) -> {carry input: value}`` drawing the
+            initial carried values (e.g. an environment reset); without it the
+            carried inputs are read from ``inputs`` at call time.
+        terminated, truncated: names of step nodes holding the episode-end flags.
+        bootstrap: name of a step node estimating the costs after the step,
+            used on truncation and after the last step.
+
+    Example:
+        >>> import jax.numpy as jnp, scg
+        >>> from scg import dist
+        >>> step = scg.Graph("walk")
+        >>> theta, s = step.input("theta"), step.input("s")
+        >>> a = step.stochastic("a", lambda th: dist.Bernoulli(logits=th), theta)
+        >>> s1 = step.deterministic("s_next", lambda s, a: s + 2 * a - 1, s, a)
+        >>> _ = step.cost("c", lambda s1: s1**2, s1)
+        >>> est = scg.compile(scg.Temporal(step, carry={"s": "s_next"}, horizon=5))
+        >>> sorted(est.grad({"theta": 0.0, "s": 0.0}, jax.random.key(0), num_samples=8))
+        ['s', 'theta']
+    """
+
+    def __init__(
+        self,
+        step: Graph,
+        *,
+        carry: dict,
+        horizon: int,
+        discount: float = 1.0,
+        init: Callable | None = None,
+        terminated: str | None = None,
+        truncated: str | None = None,
+        bootstrap: str | None = None,
+    ):
+        if not isinstance(step, Graph):
+            raise GraphError(f"Temporal: step must be a scg.Graph, got {type(step).__name__}")
+        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+            raise GraphError(f"Temporal {step.name!r}: horizon must be a positive int, got {horizon!r}")
+        if not 0.0 < float(discount) <= 1.0:
+            raise GraphError(f"Temporal {step.name!r}: discount must lie in (0, 1], got {discount!r}")
+        if not carry:
+            raise GraphError(f"Temporal {step.name!r}: carry must map at least one input to the node that feeds it")
+        names = {n.name: n for n in step.nodes}
+        carry = {_name(k): _name(v) for k, v in carry.items()}
+        for src, dst in carry.items():
+            if src not in names or names[src].kind != "input":
+                raise GraphError(f"Temporal {step.name!r}: carry key {src!r} must be an input node of the step graph")
+            if dst not in names or names[dst].kind == "input":
+                raise GraphError(
+                    f"Temporal {step.name!r}: carry[{src!r}] = {dst!r} must name a non-input node of the step graph"
+                )
+        for role, node in (("terminated", terminated), ("truncated", truncated), ("bootstrap", bootstrap)):
+            if node is not None and _name(node) not in names:
+                raise GraphError(f"Temporal {step.name!r}: {role}={_name(node)!r} is not a node of the step graph")
+        if bootstrap is not None and names[_name(bootstrap)].kind == "cost":
+            raise GraphError(f"Temporal {step.name!r}: bootstrap {_name(bootstrap)!r} must not be a cost node")
+        self.step, self.carry, self.horizon, self.discount = step, carry, horizon, float(discount)
+        self.init = init
+        self.terminated = None if terminated is None else _name(terminated)
+        self.truncated = None if truncated is None else _name(truncated)
+        self.bootstrap = None if bootstrap is None else _name(bootstrap)
+        self.name = step.name
+
+    def __repr__(self) -> str:
+        return f"Temporal({self.step.name!r}, carry={self.carry}, horizon={self.horizon}, discount={self.discount})"
+
+    def _repr_svg_(self) -> str:
+        return self.step._repr_svg_()
+
+
+def _name(x) -> str:
+    return x if isinstance(x, str) else x.name
+
+
+def check_temporal(spec: Temporal, a: Analysis) -> None:
+    """Checks that need the step graph's analysis: estimators, and Condition 1 across steps."""
+    for name, est in a.estimators.items():
+        if getattr(est, "needs_downstream", False):
+            raise GraphError(
+                f"node {name!r}: estimator {est.name!r} re-evaluates downstream costs, which in a temporal graph "
+                f"span later steps; it is not supported inside Temporal yet (unroll the graph instead)"
+            )
+    # A carried input is differentiated-through if a differentiable input (or another such carry) reaches its source.
+    tainted: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        sources = {n for n in a.inputs if a.nodes[n].differentiable and n not in spec.carry} | tainted
+        for src, dst in spec.carry.items():
+            if src not in tainted and any(dst in a.det_influences[s] for s in sources):
+                tainted.add(src)
+                changed = True
+    for src in tainted:
+        for w in a.det_influences[src]:
+            node = a.nodes[w]
+            if node.kind == "simulate" or (node.kind in ("deterministic", "cost") and not node.differentiable):
+                raise GraphError(
+                    f"Condition 1 fails across time: carried input {src!r} (fed by {spec.carry[src]!r}, which a "
+                    f"differentiated input reaches along a differentiable path) reaches {node.kind} node {w!r}, "
+                    f"which cannot carry a gradient. Put a score-function node between them."
+                )
+
+
+class TemporalProgram(FlatProgram):
+    """Scan one step per time index inside a ``vmap`` over samples; temporal ``Q̂``."""
+
+    def __init__(self, spec: Temporal, analysis: Analysis):
+        super().__init__(analysis)
+        self.spec = spec
+        a = analysis
+        carried = set(spec.carry.values())
+        self.carry_costs = tuple(c for c in a.costs if any(c in a.influences[s] for s in spec.carry))
+        self.reaches_carry = {w: any(d in a.influences[w] for d in carried) for w in a.order}
+        self.static_inputs = tuple(n for n in a.inputs if n not in spec.carry)
+
+    # -- evaluation -------------------------------------------------------------------
+    def _initial(self, inputs, key):
+        if self.spec.init is None:
+            return {k: inputs[k] for k in self.spec.carry}
+        init = self.spec.init(key, inputs)
+        missing = set(self.spec.carry) - set(init)
+        if missing:
+            raise GraphError(f"Temporal {self.spec.name!r}: init returned no value for carried input(s) {sorted(missing)}")
+        return {k: init[k] for k in self.spec.carry}
+
+    def _one_sample(self, inputs, key, fixed, logp_old):
+        """``lax.scan`` over the horizon for one sample; arrays come back with a leading time axis."""
+        init_key, scan_key = jax.random.split(key)
+        carry0 = self._initial(inputs, init_key)
+        keys = jax.random.split(scan_key, self.spec.horizon)
+
+        def step(carry, xs):
+            k, f, lo = xs
+            terms = sample_terms(self.analysis, {**inputs, **carry}, k, fixed=f, logp_old=lo)
+            new_carry = {src: terms.values[dst] for src, dst in self.spec.carry.items()}
+            values = {n: v for n, v in terms.values.items() if n not in self.static_inputs}
+            return new_carry, terms._replace(values=values)
+
+        _, terms = jax.lax.scan(step, carry0, (keys, fixed, logp_old))
+        return terms
+
+    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None) -> SampleTerms:
+        keys = jax.random.split(key, num_samples)
+        return jax.vmap(lambda k, f, lo: self._one_sample(inputs, k, f, lo))(keys, fixed, logp_old)
+
+    def sample_values(self, inputs, key, num_samples, *, fixed=None) -> dict:
+        if num_samples is None:
+            one = self._one_sample(inputs, key, fixed, None)
+            return sg(one.values)
+        return sg(self.batch_terms(inputs, key, num_samples, fixed=fixed).values)
+
+    def total_cost(self, values: dict) -> jax.Array:
+        """``Σ_t Σ_c c_t`` per sample."""
+        return jnp.sum(super().total_cost(values), axis=-1)
+
+    # -- credit assignment --------------------------------------------------------------
+    def future(self, values: dict) -> jax.Array:
+        """``F_t = G_t - C_t``: the discounted costs after step ``t`` that the carried state influences."""
+        spec = self.spec
+        c = sg(sum((values[n] for n in self.carry_costs), jnp.zeros(())))
+        c = jnp.broadcast_to(c, values[next(iter(spec.carry.values()))].shape[:2]) if jnp.ndim(c) < 2 else c
+        term = _flag(values, spec.terminated, c)
+        trunc = _flag(values, spec.truncated, c)
+        boot = sg(values[spec.bootstrap]).reshape(c.shape) if spec.bootstrap else jnp.zeros_like(c)
+        gamma = spec.discount
+
+        def back(g_next, xs):
+            c_t, term_t, trunc_t, boot_t, last = xs
+            cont = jnp.where(last, boot_t, (1 - trunc_t) * g_next + trunc_t * boot_t)
+            f_t = gamma * (1 - term_t) * cont
+            return c_t + f_t, f_t
+
+        last = jnp.arange(c.shape[1]) == c.shape[1] - 1
+        per_sample = lambda c, te, tr, b: jax.lax.scan(back, jnp.zeros(()), (c, te, tr, b, last), reverse=True)[1]
+        return jax.vmap(per_sample)(c, term, trunc, boot)
+
+    def q_hats(self, values: dict) -> dict:
+        a = self.analysis
+        f = self.future(values)
+        out = {}
+        for w in self.score_nodes:
+            same_step = sum((values[c] for c in a.downstream_costs[w]), jnp.zeros_like(f))
+            out[w] = sg(same_step + (f if self.reaches_carry[w] else 0.0))
+        return out
+
+    def emit(self, terms: SampleTerms, mode: str, *, q_hat: dict | None = None) -> jax.Array:
+        if mode == "dice":
+            raise GraphError(f"Temporal {self.spec.name!r}: mode='dice' is not supported for temporal graphs yet")
+        q_hat = self.q_hats(terms.values) if q_hat is None else q_hat
+        return surrogate_lib.emit(self.analysis, terms, q_hat=q_hat)
+
+
+def _flag(values: dict, name: str | None, like: jax.Array) -> jax.Array:
+    if name is None:
+        return jnp.zeros_like(like)
+    return sg(values[name]).astype(like.dtype).reshape(like.shape)
+
+
+def compile_temporal(spec: Temporal, *, mode: str = "surrogate"):
+    """Build the compiled estimator of a temporal graph (called by :func:`scg.compile`)."""
+    from scg.compiler import CompiledGraph, Plan, _check_values, _is_float
+
+    class TemporalCompiled(CompiledGraph):
+        """A :class:`scg.CompiledGraph` whose samples are trajectories; arrays carry a ``[num_samples, T]`` prefix."""
+
+        def __init__(self):
+            if mode != "surrogate":
+                raise GraphError(f"Temporal {spec.name!r}: only mode='surrogate' is supported for temporal graphs")
+            super().__init__(spec.step, mode=mode)
+            self.spec = spec
+            check_temporal(spec, self.analysis)
+
+        def _check_inputs(self, inputs):
+            if not isinstance(inputs, dict):
+                raise GraphError(f"inputs must be a dict keyed by input-node name {list(self._wanted())}")
+            want = self._wanted()
+            missing = [n for n in want if n not in inputs]
+            if missing:
+                raise GraphError(f"missing value for input node(s) {missing}; pass inputs={{name: value}} for each of {list(want)}")
+            extra = [n for n in inputs if n not in want]
+            if extra:
+                raise GraphError(f"inputs {extra} are not inputs of temporal graph {spec.name!r} (expected {list(want)})")
+            return inputs
+
+        def _wanted(self):
+            carried = set(spec.carry) if spec.init is not None else set()
+            return tuple(n for n in self.analysis.inputs if n not in carried)
+
+        def _make_plan(self, inputs):
+            if spec.init is not None:
+                carry0 = jax.eval_shape(lambda k, i: spec.init(k, i), jax.random.key(0), inputs)
+                missing = set(spec.carry) - set(carry0)
+                if missing:
+                    raise GraphError(f"Temporal {spec.name!r}: init returned no value for carried input(s) {sorted(missing)}")
+                step_inputs = {**inputs, **{k: carry0[k] for k in spec.carry}}
+            else:
+                step_inputs = inputs
+            analysis, avals = self._resolve(step_inputs)
+            for src, dst in spec.carry.items():
+                want, got = jax.tree_util.tree_map(_sd, avals[src]), jax.tree_util.tree_map(_sd, avals[dst])
+                if want != got:
+                    raise GraphError(
+                        f"Temporal {spec.name!r}: carried node {dst!r} has shape/dtype {got} but feeds input "
+                        f"{src!r}, which has {want}; they must match"
+                    )
+            check_temporal(spec, analysis)
+            wanted = self._wanted()
+            float_inputs = tuple(
+                n for n in analysis.inputs if n in wanted and _is_float(avals[n]) and analysis.nodes[n].differentiable
+            )
+            _check_values(analysis, avals, float_inputs)
+            return Plan(analysis, avals, float_inputs, TemporalProgram(spec, analysis))
+
+        def __repr__(self):
+            return f"CompiledGraph({spec!r})"
+
+    return TemporalCompiled()
+
+
+def _sd(x):
+    return (tuple(x.shape), str(jnp.dtype(x.dtype)))
