@@ -2,6 +2,8 @@
 from scg import baselines
 from scg import dist
 from scg import estimators
+from scg import render
+from scg import testing
 from scg.compiler import CompiledGraph
 from scg.compiler import compile
 from scg.errors import GraphError
@@ -9,5 +11,5 @@ from scg.graph import Graph
 from scg.graph import Node
 from scg.temporal import Temporal
 
-__all__ = ["Graph", "Node", "GraphError", "compile", "CompiledGraph", "Temporal", "dist", "estimators", "baselines"]
+__all__ = ["Graph", "Node", "GraphError", "compile", "CompiledGraph", "Temporal", "dist", "estimators", "baselines", "render", "testing"]
 __version__ = "0.1.0"

@@ -223,6 +223,11 @@ class CompiledGraph:
         wrt = self._wrt(plan, wrt)
         return lambda inputs, key, observed=None: _grad_body(plan, self.mode, wrt, n, inputs, key, observed)
 
+    def _repr_svg_(self) -> str:
+        from scg.render import to_svg
+
+        return to_svg(self.graph, compiled=self)
+
     def __repr__(self) -> str:
         return f"CompiledGraph({self.graph.name!r}, mode={self.mode!r}, {len(self.graph)} nodes)"
 
