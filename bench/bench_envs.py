@@ -101,24 +101,33 @@ def make_rollout(env, num_envs: int, num_steps: int):
     return jax.jit(rollout)
 
 
-def bench_jax(env, num_envs: int, num_steps: int, repeats: int) -> dict:
-    return _time_compiled(make_rollout(env, num_envs, num_steps), num_envs, num_steps, repeats)
+# The PRNG implementation of the keys handed to the rollout. The environments are
+# agnostic; on CPU, threefry (JAX's default) dominates the cost of random actions and
+# auto-resets, and the counter-based "rbg" generator (jax.random.key(seed, impl="rbg"),
+# or jax_default_prng_impl=rbg) is the usual remedy. Both are measured.
+PRNG_IMPL = "rbg"
 
 
-def _time_compiled(rollout, num_envs: int, num_steps: int, repeats: int) -> dict:
+def bench_jax(env, num_envs: int, num_steps: int, repeats: int, prng: str | None = None) -> dict:
+    return _time_compiled(make_rollout(env, num_envs, num_steps), num_envs, num_steps, repeats, prng or PRNG_IMPL)
+
+
+def _time_compiled(rollout, num_envs: int, num_steps: int, repeats: int, prng: str = "threefry2x32") -> dict:
+    key = lambda i: jax.random.key(i, impl=prng)  # noqa: E731
     t0 = time.perf_counter()
-    compiled = rollout.lower(jax.random.key(0)).compile()
+    compiled = rollout.lower(key(0)).compile()
     compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(jax.random.key(0)))  # warm-up (allocations)
+    jax.block_until_ready(compiled(key(0)))  # warm-up (allocations)
     times = []
     for i in range(repeats):
         t0 = time.perf_counter()
-        _, n_done = jax.block_until_ready(compiled(jax.random.key(i + 1)))
+        _, n_done = jax.block_until_ready(compiled(key(i + 1)))
         times.append(time.perf_counter() - t0)
     run_s = statistics.median(times)
     return dict(
         num_envs=num_envs,
         num_steps=num_steps,
+        prng=prng,
         compile_s=compile_s,
         run_s_median=run_s,
         run_s_all=times,
@@ -216,7 +225,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--gym-vec-steps", type=int, default=500, help="steps of the 64-env SyncVectorEnv per repeat")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test); does not overwrite the results file")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--prng", default="rbg", choices=["threefry2x32", "rbg", "unsafe_rbg"],
+                    help="PRNG implementation of the rollout keys (a threefry row at 4,096 envs is always added)")
     args = ap.parse_args(argv)
+    global PRNG_IMPL
+    PRNG_IMPL = args.prng
     if args.quick:
         args.steps, args.repeats, args.gym_steps, args.gym_vec_steps = 50, 2, 500, 20
     num_envs = NUM_ENVS
@@ -266,6 +279,10 @@ def main(argv=None) -> dict:
     abl = bench_jax(CartPole(), 4096, args.steps, args.repeats)
     print(f"jax  CartPole-v1  N= 4096  without auto-reset (ablation): {abl['steps_per_s']:14,.0f} steps/s")
     results["jax_ablation_cartpole_4096_no_autoreset"] = abl
+    wrapped, _ = _auto_reset(CartPole())
+    tf = bench_jax(wrapped, 4096, args.steps, args.repeats, prng="threefry2x32")
+    print(f"jax  CartPole-v1  N= 4096  threefry keys:              {tf['steps_per_s']:14,.0f} steps/s")
+    results["jax_cartpole_4096_threefry"] = tf
 
     jax_cp = {r["num_envs"]: r["steps_per_s"] for r in results["jax"]["CartPole-v1"]}
     ratios = {
@@ -273,6 +290,7 @@ def main(argv=None) -> dict:
     } | {f"jax_cartpole_{n}_over_gym_single": jax_cp[n] / g1["steps_per_s"] for n in num_envs}
     ratios["jax_cartpole_4096_over_gym_numpy_vector_4096"] = jax_cp[4096] / gnp["steps_per_s"]
     ratios["jax_cartpole_4096_no_autoreset_over_gym_sync_vector_64"] = abl["steps_per_s"] / g64["steps_per_s"]
+    ratios["jax_cartpole_4096_threefry_over_gym_sync_vector_64"] = tf["steps_per_s"] / g64["steps_per_s"]
     target = 100.0
     out = {
         "config": {
