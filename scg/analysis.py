@@ -13,6 +13,7 @@ Schulman (2016), §5.3.1:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from scg.errors import GraphError
 from scg.estimators import resolve as resolve_estimator
@@ -32,15 +33,21 @@ class Analysis:
     deps: dict[str, frozenset[str]]  # v -> DEPS_v
     downstream_costs: dict[str, tuple[str, ...]]  # w -> costs c with w ≺ c, in order
 
-    @property
+    # Cached: read on every call (input checks), and an analysis never changes.
+    @cached_property
+    def position(self) -> dict[str, int]:
+        """``name -> index in the topological order`` (the node's ``fold_in`` key index)."""
+        return {n: i for i, n in enumerate(self.order)}
+
+    @cached_property
     def inputs(self) -> tuple[str, ...]:
         return tuple(n for n in self.order if self.nodes[n].kind == "input")
 
-    @property
+    @cached_property
     def costs(self) -> tuple[str, ...]:
         return tuple(n for n in self.order if self.nodes[n].kind == "cost")
 
-    @property
+    @cached_property
     def stochastic(self) -> tuple[str, ...]:
         return tuple(n for n in self.order if self.nodes[n].kind in ("stochastic", "simulate"))
 
@@ -49,6 +56,10 @@ class Analysis:
 
     def score_nodes(self) -> tuple[str, ...]:
         """Stochastic nodes whose estimator contributes ``weight * (Q̂_w - b_w)`` terms."""
+        return self._score_nodes
+
+    @cached_property
+    def _score_nodes(self) -> tuple[str, ...]:
         return tuple(n for n in self.stochastic if getattr(self.estimators.get(n), "uses_score", False))
 
 
@@ -56,7 +67,9 @@ def _passes_gradient(node: Node, estimator) -> bool:
     if node.kind in ("deterministic", "cost", "expectation"):
         return node.differentiable
     if node.kind == "stochastic":
-        return bool(getattr(estimator, "passes_gradient", False))
+        # The default ("auto") is resolved per input signature. Until then count it as blocking, so that
+        # structural checks raise only for definite violations; the plan re-checks with the resolved estimator.
+        return bool(getattr(estimator, "passes_gradient", False)) and getattr(estimator, "name", None) != "auto"
     return False
 
 
@@ -115,7 +128,12 @@ def analyse(graph: Graph, *, mode: str = "surrogate") -> Analysis:
                     f"any-order (DiCE) form; use 'score' or 'pathwise' with mode='dice'"
                 )
 
-    children = {name: tuple(c for c in order if name in nodes[c].parents) for name in order}
+    # O(edges), children listed in topological order.
+    children_lists: dict[str, list[str]] = {name: [] for name in order}
+    for c in order:
+        for p in dict.fromkeys(nodes[c].parents):
+            children_lists[p].append(c)
+    children = {name: tuple(cs) for name, cs in children_lists.items()}
     influences: dict[str, frozenset[str]] = {}
     det_influences: dict[str, frozenset[str]] = {}
     for v in reversed(order):
@@ -129,14 +147,42 @@ def analyse(graph: Graph, *, mode: str = "surrogate") -> Analysis:
         influences[v], det_influences[v] = frozenset(reach), frozenset(dreach)
 
     roots = [n for n in order if nodes[n].kind in ("input", "stochastic", "simulate")]
-    deps = {v: frozenset(w for w in roots if v in det_influences[w]) for v in order}
+    # Both built in time proportional to their size, not (nodes x roots) or (nodes x costs) lookups.
+    deps_sets: dict[str, set[str]] = {v: set() for v in order}
+    for w in roots:
+        for v in det_influences[w]:
+            deps_sets[v].add(w)
+    deps = {v: frozenset(s) for v, s in deps_sets.items()}
     costs = [n for n in order if nodes[n].kind == "cost"]
-    downstream = {v: tuple(c for c in costs if c in influences[v]) for v in order}
+    downstream = _downstream_costs(order, children, costs)
 
     result = Analysis(order, nodes, estimators, children, influences, det_influences, deps, downstream)
     check_condition_1(result)
     check_baselines(result)
     return result
+
+
+def _downstream_costs(order, children, costs) -> dict[str, tuple[str, ...]]:
+    """``v -> costs c with v ≺ c`` in order, from bit masks over the costs propagated up the children."""
+    bit = {c: 1 << i for i, c in enumerate(costs)}
+    masks: dict[str, int] = {}
+    for v in reversed(order):
+        m = 0
+        for c in children[v]:
+            m |= masks[c] | bit.get(c, 0)
+        masks[v] = m
+    out = {}
+    for v in order:
+        digits = bin(masks[v])[:1:-1]  # digit i is cost i
+        out[v] = tuple(costs[i] for i in _ones(digits))
+    return out
+
+
+def _ones(digits: str):
+    i = digits.find("1")
+    while i >= 0:
+        yield i
+        i = digits.find("1", i + 1)
 
 
 def check_condition_1(a: Analysis) -> None:
@@ -149,7 +195,7 @@ def check_condition_1(a: Analysis) -> None:
     for theta in a.inputs:
         if not a.nodes[theta].differentiable:
             continue
-        for w in sorted(a.det_influences[theta], key=a.order.index):
+        for w in sorted(a.det_influences[theta], key=a.position.__getitem__):
             node = a.nodes[w]
             blocked = node.kind == "simulate" or (node.kind in ("deterministic", "cost") and not node.differentiable)
             if blocked:

@@ -113,7 +113,7 @@ class CompiledGraph:
             if isinstance(est, Auto):
                 reparam = getattr(dist, "has_rsample", False) and hasattr(dist, "rsample")
                 est = estimators[name] = Pathwise() if reparam else Score()
-            est.check(name, dist)
+                est.check(name, dist)  # declared estimators were checked while tracing (forward.evaluate)
             if node.kind == "stochastic" and est.passes_gradient and not _is_float(avals[name]):
                 raise GraphError(f"stochastic node {name!r}: estimator {est.name!r} needs floating-point values")
         if all(estimators[n] is a.estimators[n] for n in estimators):

@@ -65,6 +65,7 @@ def evaluate(analysis: Analysis, inputs: dict, key: jax.Array, *, fixed: dict | 
         elif node.kind == "stochastic":
             dist = node.fn(*args)
             dists[name] = dist
+            analysis.estimators[name].check(name, dist)  # at trace time: a GraphError before sample() can fail
             values[name] = fixed[name] if name in fixed else analysis.estimators[name].sample(dist, k)
         elif node.kind == "simulate":
             values[name] = fixed[name] if name in fixed else jax.lax.stop_gradient(node.fn(k, *args))

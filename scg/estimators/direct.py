@@ -8,9 +8,12 @@ For a categorical node with log-probabilities ``log π`` and Gumbel noise ``G``:
 
 where ``R(a) = -(costs downstream of the node with its value set to a)``. ``ĝ``
 is an unbiased estimate of the gradient of the direct objective
-``l(θ, ε) = (1/ε) log Σ_a π(a) exp(ε R(a))`` (Eq. 8, 11), which tends to the
+``l(θ, ε) = (1/ε) log Σ_a π(a) exp(ε R(a))`` (Eq. 11, 12), which tends to the
 expected reward as ε → 0; ε < 0 gives the risk-averse objective (Eq. 11/14).
-The surrogate term is ``-(log π(a_dir) - log π(a_opt)) / ε`` (we minimise costs).
+The surrogate term is ``-(log π(a_dir) - log π(a_opt)) / ε`` (we minimise
+costs), so the compiled gradient is an unbiased estimate of ``-∇_θ l(θ, ε)``
+with ``R = -cost``. For the expected cost it is biased by
+``-(ε/2) ∇_θ Var[R] + O(ε²)`` (Eq. 14), for either sign of ε.
 
 Here ``R`` is evaluated by enumerating the node's support with the same random
 numbers downstream; the search of Algorithm 1 (branching environment states)

@@ -16,7 +16,16 @@ Options (``g.expectation(..., exact=...)``):
   product of independent per-step Jacobian estimates is unbiased for the
   gradient of ``r(x̄_T)``.
 - ``exact=False`` (default): the value is ``f(x, â)``, a sampled real
-  transition: the paper's Algorithm 1, along sampled real trajectories.
+  transition: the paper's Algorithm 1, along sampled real trajectories
+  (Algorithm 1 scores ``f̂_t = x_{t+1} - x_t``; write the node as
+  ``E[f(x, a) - x]`` plus a deterministic ``x + ·`` for that form). The paper
+  calls it unbiased, but it is unbiased for neither ``∇ r(x̄_T)`` (the relaxed
+  objective) nor ``∇ E[r(x_T)]`` (the real system): the per-step Jacobian
+  estimates are then evaluated at states that depend on earlier actions, so
+  their product no longer factorises in expectation. On the toy of
+  ``tests/scg/test_relaxed.py`` its mean misses both (relative errors from 5%
+  to 250%, |z| of 50-300 over 200k replicates, depending on the setting;
+  ``bench/rpg_algorithm1_gap.py`` measures it).
 """
 from __future__ import annotations
 

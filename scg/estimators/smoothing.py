@@ -14,7 +14,11 @@ multiply off-diagonal covariances.
 
 Deviation: the paper learns ``Q̃`` with a critic; here ``Q̃`` is whatever the
 downstream cost nodes compute. The estimator is exact (zero variance) when
-they compute the true smoothed value, and biased otherwise.
+they compute the true smoothed value ``Q̃(a; Σ)`` as a function of ``a`` at a
+fixed ``Σ`` (as the paper's critic ``Q̃(s, a)``: the covariance must not reach
+the costs along a differentiable path, or its gradient is counted twice), and
+biased otherwise (e.g. for the raw ``Q``). ``tests/scg/test_smoothing.py``
+checks both against closed forms.
 """
 from __future__ import annotations
 
@@ -31,7 +35,9 @@ class Smoothing(Estimator):
     needs_downstream = True
 
     def check(self, node_name, dist):
-        if not (hasattr(dist, "mean") and hasattr(dist, "variance")):
+        # Look the members up on the class: ``dist`` may hold abstract tracers here, and
+        # ``hasattr`` on the instance would evaluate the properties.
+        if not (hasattr(type(dist), "mean") and hasattr(type(dist), "variance")):
             raise GraphError(
                 f"stochastic node {node_name!r}: estimator 'smoothing' needs a Gaussian with mean and variance "
                 f"(scg.dist.Normal), got {type(dist).__name__}"
