@@ -12,6 +12,7 @@ Schulman (2016), §5.3.1:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -28,10 +29,10 @@ class Analysis:
     nodes: dict[str, Node]
     estimators: dict[str, object]  # per stochastic/expectation node
     children: dict[str, tuple[str, ...]]
-    influences: dict[str, frozenset[str]]  # v -> {w : v ≺ w}
-    det_influences: dict[str, frozenset[str]]  # v -> {w : v ≺ᴰ w}
-    deps: dict[str, frozenset[str]]  # v -> DEPS_v
-    downstream_costs: dict[str, tuple[str, ...]]  # w -> costs c with w ≺ c, in order
+    influences: Mapping[str, frozenset[str]]  # v -> {w : v ≺ w}
+    det_influences: Mapping[str, frozenset[str]]  # v -> {w : v ≺ᴰ w}
+    deps: Mapping[str, frozenset[str]]  # v -> DEPS_v
+    downstream_costs: Mapping[str, tuple[str, ...]]  # w -> costs c with w ≺ c, in order
 
     # Cached: read on every call (input checks), and an analysis never changes.
     @cached_property
@@ -46,6 +47,10 @@ class Analysis:
     @cached_property
     def costs(self) -> tuple[str, ...]:
         return tuple(n for n in self.order if self.nodes[n].kind == "cost")
+
+    @cached_property
+    def losses(self) -> tuple[str, ...]:
+        return tuple(n for n in self.order if self.nodes[n].kind == "loss")
 
     @cached_property
     def stochastic(self) -> tuple[str, ...]:
@@ -114,8 +119,12 @@ def analyse(graph: Graph, *, mode: str = "surrogate") -> Analysis:
     for n in nodes.values():
         if n.kind == "input" and n.parents:
             raise GraphError(f"input node {n.name!r} cannot have parents")
-    if not any(n.kind == "cost" for n in nodes.values()):
+    if not any(n.kind in ("cost", "loss") for n in nodes.values()):
         raise GraphError(f"graph {graph.name!r} has no cost node; add one with g.cost(name, fn, *parents)")
+    for n in nodes.values():
+        for p in n.parents:
+            if nodes[p].kind == "loss":
+                raise GraphError(f"node {n.name!r} depends on loss {p!r}; losses are leaves: use a cost or deterministic node")
 
     estimators = {}
     for name in order:
@@ -128,33 +137,40 @@ def analyse(graph: Graph, *, mode: str = "surrogate") -> Analysis:
                     f"any-order (DiCE) form; use 'score' or 'pathwise' with mode='dice'"
                 )
 
-    # O(edges), children listed in topological order.
+    # Every relation is an int bit mask over positions in ``order``, built in O(edges) mask operations
+    # (O(n²/64) words for a chain) and decoded into a set only when read: a chain's influence sets
+    # hold O(n²) members in all, most of which the compiler never looks at.
+    pos = {name: i for i, name in enumerate(order)}
     children_lists: dict[str, list[str]] = {name: [] for name in order}
     for c in order:
         for p in dict.fromkeys(nodes[c].parents):
             children_lists[p].append(c)
     children = {name: tuple(cs) for name, cs in children_lists.items()}
-    influences: dict[str, frozenset[str]] = {}
-    det_influences: dict[str, frozenset[str]] = {}
+    passes = {v: _passes_gradient(nodes[v], estimators.get(v)) for v in order}
+    reach: dict[str, int] = {}
+    dreach: dict[str, int] = {}
     for v in reversed(order):
-        reach, dreach = set(), set()
+        r = d = 0
         for c in children[v]:
-            reach.add(c)
-            reach |= influences[c]
-            dreach.add(c)
-            if _passes_gradient(nodes[c], estimators.get(c)):
-                dreach |= det_influences[c]
-        influences[v], det_influences[v] = frozenset(reach), frozenset(dreach)
+            bit = 1 << pos[c]
+            r |= bit | reach[c]
+            d |= bit | (dreach[c] if passes[c] else 0)
+        reach[v], dreach[v] = r, d
 
-    roots = [n for n in order if nodes[n].kind in ("input", "stochastic", "simulate")]
-    # Both built in time proportional to their size, not (nodes x roots) or (nodes x costs) lookups.
-    deps_sets: dict[str, set[str]] = {v: set() for v in order}
-    for w in roots:
-        for v in det_influences[w]:
-            deps_sets[v].add(w)
-    deps = {v: frozenset(s) for v, s in deps_sets.items()}
-    costs = [n for n in order if nodes[n].kind == "cost"]
-    downstream = _downstream_costs(order, children, costs)
+    # DEPS_v: roots w with w ≺ᴰ v, i.e. a parent of v, or in DEPS_p of a parent p that passes gradients.
+    is_root = {v: nodes[v].kind in ("input", "stochastic", "simulate") for v in order}
+    deps_masks: dict[str, int] = {}
+    for v in order:
+        m = 0
+        for p in dict.fromkeys(nodes[v].parents):
+            m |= (1 << pos[p] if is_root[p] else 0) | (deps_masks[p] if passes[p] else 0)
+        deps_masks[v] = m
+    cost_mask = sum(1 << pos[n] for n in order if nodes[n].kind == "cost")
+
+    influences = _Relation(order, reach)
+    det_influences = _Relation(order, dreach)
+    deps = _Relation(order, deps_masks)
+    downstream = _Relation(order, {v: m & cost_mask for v, m in reach.items()}, ordered=True)
 
     result = Analysis(order, nodes, estimators, children, influences, det_influences, deps, downstream)
     check_condition_1(result)
@@ -162,20 +178,29 @@ def analyse(graph: Graph, *, mode: str = "surrogate") -> Analysis:
     return result
 
 
-def _downstream_costs(order, children, costs) -> dict[str, tuple[str, ...]]:
-    """``v -> costs c with v ≺ c`` in order, from bit masks over the costs propagated up the children."""
-    bit = {c: 1 << i for i, c in enumerate(costs)}
-    masks: dict[str, int] = {}
-    for v in reversed(order):
-        m = 0
-        for c in children[v]:
-            m |= masks[c] | bit.get(c, 0)
-        masks[v] = m
-    out = {}
-    for v in order:
-        digits = bin(masks[v])[:1:-1]  # digit i is cost i
-        out[v] = tuple(costs[i] for i in _ones(digits))
-    return out
+class _Relation(Mapping):
+    """``name -> frozenset`` of the members of an int bit mask over ``order`` (a ``tuple`` in order if
+    ``ordered``), decoded on first read and cached."""
+
+    def __init__(self, order: tuple[str, ...], masks: dict[str, int], *, ordered: bool = False):
+        self._order, self._masks, self._ordered, self._cache = order, masks, ordered, {}
+
+    def __getitem__(self, name):
+        out = self._cache.get(name)
+        if out is None:
+            digits = bin(self._masks[name])[:1:-1]  # digit i is node order[i]
+            members = [self._order[i] for i in _ones(digits)]
+            out = self._cache[name] = tuple(members) if self._ordered else frozenset(members)
+        return out
+
+    def __iter__(self):
+        return iter(self._masks)
+
+    def __len__(self) -> int:
+        return len(self._masks)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
 
 
 def _ones(digits: str):

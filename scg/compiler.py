@@ -43,8 +43,9 @@ class Plan(NamedTuple):
 
 
 def _signature(inputs: dict):
+    # dtype objects, not str(dtype): formatting a dtype costs microseconds on every call.
     leaves, treedef = jax.tree_util.tree_flatten(inputs)
-    return treedef, tuple((getattr(x, "shape", None), str(getattr(x, "dtype", type(x).__name__))) for x in leaves)
+    return treedef, tuple((getattr(x, "shape", None), x.dtype if hasattr(x, "dtype") else type(x)) for x in leaves)
 
 
 def _is_float(aval_tree) -> bool:
@@ -66,6 +67,7 @@ class CompiledGraph:
         self.mode = mode
         self.analysis = analyse(graph, mode=mode)  # structural checks, as declared
         self._plans: dict = {}
+        self._kernels: dict = {}  # (kernel, *static arguments) -> jitted kernel, see _kernel
         self.trace_count = 0  # how many times a function was traced (for no-retrace tests)
 
     # -- planning -------------------------------------------------------------
@@ -154,7 +156,8 @@ class CompiledGraph:
     def surrogate(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """The scalar surrogate loss; ``jax.grad`` of it is the gradient estimator (Corollary 1)."""
         plan = self.plan(inputs)
-        return _surrogate(self, plan, self.mode, _num(num_samples), inputs, key, self._observed(plan, observed))
+        kernel = self._kernel(_surrogate, plan, self.mode, _num(num_samples))
+        return kernel(inputs, key, self._observed(plan, observed))
 
     def ratio_surrogate(self, inputs: dict, old_inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """``Σ_w p(ŵ)/p̂_w (Q̂_w - b_w) + Σ_c c`` with samples drawn at ``old_inputs`` (§5.3.2).
@@ -176,7 +179,21 @@ class CompiledGraph:
         """
         plan = self.plan(inputs)
         wrt = self._wrt(plan, wrt)
-        return _grad(self, plan, self.mode, wrt, _num(num_samples), inputs, key, self._observed(plan, observed))
+        kernel = self._kernel(_grad, plan, self.mode, wrt, _num(num_samples))
+        return kernel(inputs, key, self._observed(plan, observed))
+
+    def _kernel(self, jitted, *static):
+        """``jitted`` (a kernel below) with its static arguments bound, jitted once per ``static``.
+
+        A call then looks up one small tuple, instead of jit hashing each static argument
+        (``Plan.__hash__`` in Python among them) on every call: tens of microseconds on a CPU,
+        the scale of a small graph's whole gradient.
+        """
+        cache_key = (jitted, *static)
+        kernel = self._kernels.get(cache_key)
+        if kernel is None:
+            kernel = self._kernels[cache_key] = jax.jit(partial(jitted.__wrapped__, self, *static))
+        return kernel
 
     def grad_samples(self, inputs: dict, key: jax.Array, *, num_replicates: int, num_samples: int = 1, wrt=None) -> dict:
         """``num_replicates`` independent gradient estimates stacked on a leading axis (for variance and z-tests)."""
@@ -217,11 +234,18 @@ class CompiledGraph:
         plan, n = self.plan(example_inputs), _num(num_samples)
         return lambda inputs, key, observed=None: _emit(plan, self.mode, inputs, key, n, observed)
 
-    def grad_fn(self, example_inputs: dict, *, num_samples: int = 1, wrt=None):
-        """A pure ``(inputs, key) -> grads`` (dict keyed by input name), for use inside a caller's jit."""
+    def grad_fn(self, example_inputs: dict, *, num_samples: int = 1, wrt=None, with_values: bool = False):
+        """A pure ``(inputs, key, observed=None) -> grads`` (dict keyed by input name), for a caller's jit.
+
+        With ``with_values=True`` it returns ``(grads, values)``: the sampled
+        values of every node (no gradient) from the same pass, e.g. for metrics,
+        critic targets or the last carried state of a rollout.
+        """
         plan, n = self.plan(example_inputs), _num(num_samples)
         wrt = self._wrt(plan, wrt)
-        return lambda inputs, key, observed=None: _grad_body(plan, self.mode, wrt, n, inputs, key, observed)
+        if not with_values:
+            return lambda inputs, key, observed=None: _grad_body(plan, self.mode, wrt, n, inputs, key, observed)
+        return lambda inputs, key, observed=None: _grad_and_values(plan, self.mode, wrt, n, inputs, key, observed)
 
     def _repr_svg_(self) -> str:
         from scg.render import to_svg
@@ -261,7 +285,7 @@ def _reanalyse(graph: Graph, estimators: dict, mode: str) -> Analysis:
 
 
 def _check_values(a: Analysis, avals: dict, float_inputs) -> None:
-    for c in a.costs:
+    for c in a.costs + tuple(n for n in a.losses if n in avals):
         shape = getattr(avals[c], "shape", None)
         if shape != ():
             raise GraphError(
@@ -317,6 +341,16 @@ def _surrogate(self, plan, mode, num_samples, inputs, key, observed):
 def _grad_body(plan, mode, wrt, num_samples, inputs, key, observed=None):
     diff = {n: inputs[n] for n in wrt}
     return jax.grad(lambda d: _emit(plan, mode, {**inputs, **d}, key, num_samples, observed))(diff)
+
+
+def _grad_and_values(plan, mode, wrt, num_samples, inputs, key, observed=None):
+    program = plan.program
+
+    def loss(d):
+        terms = program.batch_terms({**inputs, **d}, key, num_samples, fixed=observed)
+        return program.emit(terms, mode), jax.lax.stop_gradient(terms.values)
+
+    return jax.grad(loss, has_aux=True)({n: inputs[n] for n in wrt})
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))

@@ -27,7 +27,10 @@ class SampleTerms(NamedTuple):
 
 
 def node_key(key: jax.Array, analysis: Analysis, name: str) -> jax.Array:
-    return jax.random.fold_in(key, analysis.order.index(name))
+    return jax.random.fold_in(key, analysis.position[name])
+
+
+_DRAWS = ("stochastic", "simulate", "expectation")
 
 
 def _reduce_cost(node, value):
@@ -57,11 +60,15 @@ def evaluate(analysis: Analysis, inputs: dict, key: jax.Array, *, fixed: dict | 
             values[name] = override[name]
             continue
         args = [values[p] for p in node.parents]
-        k = jax.random.fold_in(key, index)
+        # Only nodes that draw get a key: tracing fold_in for every node costs more than the node itself.
+        k = jax.random.fold_in(key, index) if node.kind in _DRAWS else None
         if node.kind == "deterministic":
             values[name] = node.fn(*args)
         elif node.kind == "cost":
             values[name] = _reduce_cost(node, node.fn(*args))
+        elif node.kind == "loss":
+            if node.options.get("target") is None:  # losses of the return are formed after the scan
+                values[name] = node.fn(*args)
         elif node.kind == "stochastic":
             dist = node.fn(*args)
             dists[name] = dist

@@ -19,6 +19,9 @@ Node kinds:
   2018, Eq. 5).
 - ``cost``: a deterministic, scalar node whose values are summed into the
   objective ``E[sum of costs]`` that the estimator differentiates.
+- ``loss``: a scalar added to the surrogate and differentiated pathwise only,
+  outside the expected cost: no score term credits it (a critic's
+  regression loss). In a temporal graph it may read the cost-to-go.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from typing import Any, Callable
 
 from scg.errors import GraphError
 
-KINDS = ("input", "deterministic", "stochastic", "simulate", "expectation", "cost")
+KINDS = ("input", "deterministic", "stochastic", "simulate", "expectation", "cost", "loss")
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,6 +143,20 @@ class Graph:
         if reduce not in (None, "sum", "mean"):
             raise GraphError(f"cost {name!r}: reduce must be None, 'sum' or 'mean', got {reduce!r}")
         return self._add(self._fn_node(name, "cost", fn, parents, options={"reduce": reduce}))
+
+    def loss(self, name: str, fn: Callable, *parents, target: str | None = None) -> Node:
+        """A scalar loss ``fn(*parents)`` added to the surrogate but not to the expected cost.
+
+        Its gradient is taken pathwise only and no score-function term is
+        credited with it: use it for an auxiliary regression, such as fitting
+        a critic inside the same graph (A2C). With ``target="return"`` (temporal
+        graphs only), ``fn`` gets one more argument: the discounted,
+        bootstrapped cost-to-go ``G_t`` of its step (:mod:`scg.returns`), as a
+        constant. No node may depend on a loss.
+        """
+        if target not in (None, "return"):
+            raise GraphError(f"loss {name!r}: target must be None or 'return', got {target!r}")
+        return self._add(self._fn_node(name, "loss", fn, parents, options={"target": target}))
 
     # -- access -------------------------------------------------------------
     @property

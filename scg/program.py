@@ -23,6 +23,10 @@ class FlatProgram:
     def __init__(self, analysis: Analysis):
         self.analysis = analysis
         self.score_nodes = analysis.score_nodes()
+        if type(self) is FlatProgram:
+            for n in analysis.losses:
+                if analysis.nodes[n].options.get("target") == "return":
+                    raise GraphError(f"loss {n!r}: target='return' needs time steps; use it inside scg.Temporal")
 
     def drawn_nodes(self) -> tuple[str, ...]:
         """Nodes whose values are draws without a gradient path (score-like and simulated): observable, fixable."""

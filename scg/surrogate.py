@@ -30,7 +30,8 @@ def _sum_costs(values: dict, costs) -> jax.Array:
 
 def batch_mean(x: jax.Array) -> jax.Array:
     """Mean over the leading (sample) axis, sum over the others (time steps, in a temporal graph)."""
-    return jnp.sum(x) / x.shape[0]
+    x = jnp.asarray(x)
+    return jnp.sum(x) / x.shape[0] if x.ndim else x
 
 
 def baselines(analysis: Analysis, terms: SampleTerms, q_hat: dict) -> dict:
@@ -48,8 +49,22 @@ def baselines(analysis: Analysis, terms: SampleTerms, q_hat: dict) -> dict:
 
 
 def q_hats(analysis: Analysis, values: dict) -> dict:
-    """``Q̂_w`` (no gradient) per score node, over the batch."""
-    return {w: sg(_sum_costs(values, analysis.downstream_costs[w])) for w in analysis.score_nodes()}
+    """``Q̂_w`` (no gradient) per score node, over the batch.
+
+    Sums are accumulated from the last cost backwards and shared between nodes
+    whose downstream costs end alike (a trie keyed by cost): a trajectory's
+    reward-to-go then takes one addition per step, not one per (step, later step).
+    """
+    trie: dict = {}
+    out = {}
+    for w in analysis.score_nodes():
+        node, tail = trie, jnp.zeros(())
+        for c in reversed(analysis.downstream_costs[w]):
+            if c not in node:
+                node[c] = (values[c] + tail, {})
+            tail, node = node[c]
+        out[w] = sg(tail)
+    return out
 
 
 def emit(analysis: Analysis, terms: SampleTerms, *, q_hat: dict | None = None) -> jax.Array:
@@ -60,7 +75,7 @@ def emit(analysis: Analysis, terms: SampleTerms, *, q_hat: dict | None = None) -
     """
     q_hat = q_hats(analysis, terms.values) if q_hat is None else q_hat
     b = baselines(analysis, terms, q_hat)
-    total = batch_mean(_sum_costs(terms.values, analysis.costs)) + batch_mean(terms.extra)
+    total = batch_mean(_sum_costs(terms.values, analysis.costs + analysis.losses)) + batch_mean(terms.extra)
     for w, weight in terms.score_weights.items():
         total = total + batch_mean(weight * (q_hat[w] - b[w]))
     return total
@@ -70,7 +85,7 @@ def emit_dice(analysis: Analysis, terms: SampleTerms) -> jax.Array:
     """The magic-box objective over a batch: correct derivatives of any order."""
     q_hat = q_hats(analysis, terms.values)
     b = baselines(analysis, terms, q_hat)
-    total = jnp.zeros(())
+    total = batch_mean(_sum_costs(terms.values, analysis.losses))
     for c in analysis.costs:
         upstream = [w for w in terms.log_probs if c in analysis.downstream_costs[w]]
         logp = sum((terms.log_probs[w] for w in upstream), jnp.zeros_like(terms.values[c]))

@@ -38,6 +38,7 @@ from scg.errors import GraphError
 from scg.forward import SampleTerms, sample_terms
 from scg.graph import Graph
 from scg.program import FlatProgram
+from scg.returns import cost_to_go, future_costs
 
 sg = jax.lax.stop_gradient
 
@@ -174,10 +175,17 @@ class TemporalProgram(FlatProgram):
             raise GraphError(f"Temporal {self.spec.name!r}: init returned no value for carried input(s) {sorted(missing)}")
         return {k: init[k] for k in self.spec.carry}
 
+    def check_observed(self, observed: dict | None) -> None:
+        """Recorded values of drawn nodes (``[N, T, ...]``), and optionally initial carried values (``[N, ...]``)."""
+        super().check_observed({k: v for k, v in (observed or {}).items() if k not in self.spec.carry})
+
     def _one_sample(self, inputs, key, fixed, logp_old):
         """``lax.scan`` over the horizon for one sample; arrays come back with a leading time axis."""
         init_key, scan_key = jax.random.split(key)
+        fixed = dict(fixed or {})
         carry0 = self._initial(inputs, init_key)
+        carry0.update({k: fixed.pop(k) for k in self.spec.carry if k in fixed})  # observed initial state
+        fixed = fixed or None
         keys = jax.random.split(scan_key, self.spec.horizon)
 
         def step(carry, xs):
@@ -192,7 +200,25 @@ class TemporalProgram(FlatProgram):
 
     def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None) -> SampleTerms:
         keys = jax.random.split(key, num_samples)
-        return jax.vmap(lambda k, f, lo: self._one_sample(inputs, k, f, lo))(keys, fixed, logp_old)
+        terms = jax.vmap(lambda k, f, lo: self._one_sample(inputs, k, f, lo))(keys, fixed, logp_old)
+        return self._return_losses(inputs, terms)
+
+    def _return_losses(self, inputs, terms: SampleTerms) -> SampleTerms:
+        """Loss nodes with ``target="return"``: ``fn(*parents, G_t)`` over every sample and step."""
+        a = self.analysis
+        losses = [n for n in a.losses if a.nodes[n].options.get("target") == "return"]
+        if not losses:
+            return terms
+        values = dict(terms.values)
+        g = self.cost_to_go(values)
+        for name in losses:
+            node = a.nodes[name]
+            stacked = [p in values for p in node.parents]
+            args = [values[p] if s else inputs[p] for p, s in zip(node.parents, stacked)]
+            axes = [0 if s else None for s in stacked] + [0]
+            per_step = jax.vmap(node.fn, in_axes=axes)
+            values[name] = jax.vmap(per_step, in_axes=axes)(*args, g)
+        return terms._replace(values=values)
 
     def sample_values(self, inputs, key, num_samples, *, fixed=None) -> dict:
         if num_samples is None:
@@ -205,25 +231,24 @@ class TemporalProgram(FlatProgram):
         return jnp.sum(super().total_cost(values), axis=-1)
 
     # -- credit assignment --------------------------------------------------------------
+    def _per_step(self, values: dict):
+        """Per-step carried costs ``C_t`` and the flags and bootstrap, each ``[N, T]``, without gradient."""
+        spec = self.spec
+        shape = jax.tree_util.tree_leaves(values)[0].shape[:2]  # every value has a [N, T] prefix
+        c = jnp.broadcast_to(sg(sum((values[n] for n in self.carry_costs), jnp.zeros(()))), shape)
+        term, trunc = _flag(values, spec.terminated, c), _flag(values, spec.truncated, c)
+        boot = sg(values[spec.bootstrap]).reshape(c.shape) if spec.bootstrap else jnp.zeros_like(c)
+        return c, term, trunc, boot
+
     def future(self, values: dict) -> jax.Array:
         """``F_t = G_t - C_t``: the discounted costs after step ``t`` that the carried state influences."""
-        spec = self.spec
-        c = sg(sum((values[n] for n in self.carry_costs), jnp.zeros(())))
-        c = jnp.broadcast_to(c, values[next(iter(spec.carry.values()))].shape[:2]) if jnp.ndim(c) < 2 else c
-        term = _flag(values, spec.terminated, c)
-        trunc = _flag(values, spec.truncated, c)
-        boot = sg(values[spec.bootstrap]).reshape(c.shape) if spec.bootstrap else jnp.zeros_like(c)
-        gamma = spec.discount
+        fn = lambda *xs: future_costs(*xs, self.spec.discount)
+        return jax.vmap(fn)(*self._per_step(values))
 
-        def back(g_next, xs):
-            c_t, term_t, trunc_t, boot_t, last = xs
-            cont = jnp.where(last, boot_t, (1 - trunc_t) * g_next + trunc_t * boot_t)
-            f_t = gamma * (1 - term_t) * cont
-            return c_t + f_t, f_t
-
-        last = jnp.arange(c.shape[1]) == c.shape[1] - 1
-        per_sample = lambda c, te, tr, b: jax.lax.scan(back, jnp.zeros(()), (c, te, tr, b, last), reverse=True)[1]
-        return jax.vmap(per_sample)(c, term, trunc, boot)
+    def cost_to_go(self, values: dict) -> jax.Array:
+        """``G_t = C_t + F_t`` per sample and step: the return a critic regresses on (in cost units)."""
+        fn = lambda *xs: cost_to_go(*xs, self.spec.discount)
+        return jax.vmap(fn)(*self._per_step(values))
 
     def q_hats(self, values: dict) -> dict:
         a = self.analysis
