@@ -1,0 +1,24 @@
+"""Running an algorithm: a whole training chunk is one ``jit`` of a ``lax.scan`` over iterations, ``vmap``ped over seeds."""
+from __future__ import annotations
+
+import jax
+
+from algorithms.base import ALGORITHMS
+
+
+def make_train(algo_name: str, env, env_params, config: dict | None = None):
+    """Returns ``init(keys) -> states`` and ``run(states, num_iterations) -> (states, metrics)``.
+
+    ``keys`` has one key per seed; states and metrics carry a leading seed axis
+    (metrics: ``[seeds, iterations]`` per name). ``run`` is jitted with the
+    number of iterations static: progress and checkpoints happen between chunks.
+    """
+    algo = ALGORITHMS[algo_name]
+    init, update = algo.make(env, env_params, dict(config or {}))
+
+    def run_one(state, num_iterations):
+        return jax.lax.scan(lambda s, _: update(s), state, None, length=num_iterations)
+
+    init_all = jax.jit(jax.vmap(init))
+    run_all = jax.jit(jax.vmap(run_one, in_axes=(0, None)), static_argnums=1)
+    return init_all, run_all
