@@ -327,6 +327,13 @@ def compile_temporal(spec: Temporal, *, mode: str = "surrogate"):
             _check_values(analysis, avals, float_inputs)
             return Plan(analysis, avals, float_inputs, TemporalProgram(spec, analysis))
 
+        def cost_to_go(self, inputs: dict, values: dict) -> jax.Array:
+            """``G_t`` per sample and step (cost units) from sampled ``values``: the target a critic regresses on.
+
+            The same reverse scan that assigns credit (:mod:`scg.returns`); pure, usable inside ``jit``.
+            """
+            return self.plan(inputs).program.cost_to_go(values)
+
         def __repr__(self):
             return f"CompiledGraph({spec!r})"
 
