@@ -85,10 +85,10 @@ class CompiledGraph:
 
     def plan(self, inputs: dict) -> Plan:
         """Check the graph against inputs of these shapes; cached per shape signature."""
-        self._check_inputs(inputs)
         sig = _signature(inputs)
         plan = self._plans.get(sig)
-        if plan is None:
+        if plan is None:  # the signature holds the dict's keys: inputs that hit a plan were checked already
+            self._check_inputs(inputs)
             plan = self._plans[sig] = self._make_plan(inputs)
         return plan
 
@@ -363,7 +363,12 @@ def _grad(self, plan, mode, wrt, num_samples, inputs, key, observed):
 def _grad_samples(self, plan, mode, wrt, num_samples, num_replicates, inputs, key):
     self.trace_count += 1
     one = lambda k: _grad_body(plan, mode, wrt, num_samples, inputs, k)
-    return jax.lax.map(one, _keys(key, num_replicates), batch_size=min(num_replicates, 1024))
+    return jax.lax.map(one, _keys(key, num_replicates), batch_size=_batch_size(num_replicates))
+
+
+def _batch_size(n: int, limit: int = 1024) -> int:
+    """The largest divisor of ``n`` up to ``limit``: a remainder batch would compile the body twice."""
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))

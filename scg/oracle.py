@@ -28,7 +28,8 @@ surrogate sample by sample. ``q_of="parent"`` reproduces the printed form for
 comparison. Pathwise stochastic nodes count as deterministic here ("ISSTOCHASTIC"
 means: blocks gradients), matching ``≺ᴰ`` in :mod:`scg.analysis`.
 
-Only the score and pathwise estimators are supported (Normal for pathwise).
+Only the score and pathwise estimators are supported (Normal for pathwise);
+expectation and loss nodes raise NotImplementedError.
 """
 from __future__ import annotations
 
