@@ -1,0 +1,216 @@
+"""The ``scg`` command: run folders, ``list``, ``plot``, one-line validation errors, interrupt and resume.
+
+Every training run here is tiny (2 environments, 16 steps, 2-4 iterations) and
+runs in process, so the jitted chunk is compiled once and shared by the tests.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from algorithms import ALGORITHMS, Algorithm, runs
+from scg import cli
+
+TINY = ["--config", "num_envs=2", "horizon=16", "hidden=[8]", "value_epochs=2", "--seeds", "2", "--chunk", "1"]
+TINY += ["--quiet"]
+STEPS_PER_ITER = 2 * 16
+
+
+def train(runs_dir, name, steps=2 * STEPS_PER_ITER, *extra):
+    return cli.main(["train", "--runs-dir", str(runs_dir), "--name", name, "--steps", str(steps), *TINY, *extra])
+
+
+def metric_table(run_dir):
+    """Metrics without wall time, ordered, for exact comparison of two runs."""
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in runs.read_metrics(run_dir)]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    runs_dir = tmp_path_factory.mktemp("runs")
+    assert train(runs_dir, "tiny") == 0
+    return runs_dir / "tiny"
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """Four uninterrupted iterations: what an interrupted and resumed run must reproduce."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    assert train(runs_dir, "ref", 4 * STEPS_PER_ITER) == 0
+    return runs_dir / "ref"
+
+
+def test_train_writes_the_run_folder(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"config.json", "metrics.jsonl", "params.npz", "learning_curve.png", "checkpoint.npz"} <= names
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert (config["algo"], config["env"], config["seeds"], config["steps"]) == ("reinforce", "CartPole-v1", 2, 64)
+    assert config["algorithm_config"]["horizon"] == 16 and config["algorithm_config"]["hidden"] == [8]
+    assert config["algorithm_config"]["policy_lr"] == ALGORITHMS["reinforce"].default_config["policy_lr"]
+    assert config["versions"]["jax"]
+    rows = runs.read_metrics(tiny_run)
+    expected = [(1, 0, 32), (1, 1, 32), (2, 0, 64), (2, 1, 64)]  # (iteration, seed, cumulative env steps)
+    assert [(r["iteration"], r["seed"], r["env_steps"]) for r in rows] == expected
+    for r in rows:
+        assert {"mean_return", "loss", "grad_norm", "wall_time"} <= set(r)
+        assert np.isfinite(r["loss"]) and np.isfinite(r["grad_norm"]) and r["wall_time"] > 0
+    params = runs.load_params(tiny_run)
+    assert params["theta"]["net"][0]["w"].shape == (2, 4, 8)  # [seed, obs, hidden]
+    assert (tiny_run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_arguments_means_train_with_defaults(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli, "_train", lambda args: seen.setdefault("args", args) and 0)
+    cli.main([])
+    assert seen["args"].command == "train" and seen["args"].algo is None  # None: cli.DEFAULTS apply
+    assert cli.DEFAULTS["algo"] == "reinforce" and cli.DEFAULTS["env"] == "CartPole-v1"
+
+
+def test_list_reads_the_registries(capsys, monkeypatch):
+    monkeypatch.setitem(ALGORITHMS, "fake", Algorithm("fake", "a fake", ("discrete",), {}, None))
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "reinforce" in out and "fake" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "discrete" in lines["CartPole-v1"] and "continuous" in lines["Pendulum-v1"]
+    assert "discrete, continuous" in lines["reinforce"]
+
+
+def test_plot_compares_runs(tiny_run, reference_run, tmp_path, capsys):
+    out = tmp_path / "cmp.png"
+    assert cli.main(["plot", str(tiny_run), str(reference_run), "-o", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["plot", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+@pytest.fixture
+def discrete_only(monkeypatch):
+    monkeypatch.setitem(ALGORITHMS, "discrete-only", Algorithm("discrete-only", "", ("discrete",), {}, None))
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["--algo", "nope"], ["reinforce"]),
+        (["--env", "Nope-v0"], ["CartPole-v1", "Pendulum-v1"]),
+        (["--algo", "discrete-only", "--env", "Pendulum-v1"], ["continuous", "CartPole-v1"]),
+        (["--steps", "0"], ["--steps"]),
+        (["--steps", "-5"], ["--steps"]),
+        (["--seeds", "0"], ["--seeds"]),
+        (["--config", "nope=1"], ["policy_lr", "horizon"]),
+        (["--config", "horizon"], ["key=value"]),
+    ],
+)
+def test_bad_options_are_one_line_exit_2_nothing_written(args, names, tmp_path, capsys, discrete_only):
+    runs_dir = tmp_path / "runs"
+    assert cli.main(["train", "--runs-dir", str(runs_dir), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("scg train: error:")
+    for name in names:
+        assert name in err
+    assert not runs_dir.exists()
+
+
+def test_argparse_errors_are_one_line_too(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--runs-dir", str(tmp_path / "runs"), "--steps", "many"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+def test_existing_name_and_bad_resume_are_refused(tiny_run, tmp_path, capsys):
+    before = (tiny_run / "metrics.jsonl").read_text()
+    assert train(tiny_run.parent, "tiny") == 2
+    assert cli.main(["train", "--resume", str(tiny_run), "--algo", "reinforce"]) == 2
+    assert cli.main(["train", "--resume", str(tmp_path / "missing")]) == 2
+    assert cli.main(["demo", "--replicates", "1"]) == 2
+    assert all(line.count("error:") == 1 for line in capsys.readouterr().err.splitlines())
+    assert (tiny_run / "metrics.jsonl").read_text() == before
+
+
+def _interrupt_on_call(monkeypatch, name, call):
+    """Make ``runs.<name>`` raise KeyboardInterrupt on its ``call``-th call (a simulated Ctrl-C)."""
+    original, calls = getattr(runs, name), []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runs, name, wrapped)
+
+
+def _interrupt_in_chunk(monkeypatch):
+    original = runs.compiled
+
+    def compiled(config):
+        init_all, run_all = original(config)
+        calls = []
+
+        def run(states, n):
+            calls.append(n)
+            if len(calls) == 3:  # Ctrl-C while the third chunk computes
+                raise KeyboardInterrupt
+            return run_all(states, n)
+
+        return init_all, run
+
+    monkeypatch.setattr(runs, "compiled", compiled)
+
+
+@pytest.mark.parametrize("where", ["in_chunk", "after_metrics_before_checkpoint"])
+def test_interrupt_then_resume_equals_an_uninterrupted_run(where, reference_run, tmp_path, monkeypatch, capsys):
+    with monkeypatch.context() as m:
+        if where == "in_chunk":
+            _interrupt_in_chunk(m)
+        else:  # checkpoint 1 is the initial state; the 4th save follows chunk 3's metrics lines
+            _interrupt_on_call(m, "save_checkpoint", 4)
+        assert train(tmp_path, "run", 4 * STEPS_PER_ITER) == 130
+    out = capsys.readouterr().out
+    run_dir = tmp_path / "run"
+    assert f"scg train --resume {run_dir}" in out and "iteration 2" in out
+    kept = runs.read_metrics(run_dir)
+    assert max(r["iteration"] for r in kept) == (2 if where == "in_chunk" else 3)  # nothing lost that was written
+    assert not (run_dir / "params.npz").exists()
+
+    assert cli.main(["train", "--resume", str(run_dir), "--quiet"]) == 0
+    rows = runs.read_metrics(run_dir)
+    for seed in (0, 1):
+        mine = [r for r in rows if r["seed"] == seed]
+        assert [r["iteration"] for r in mine] == [1, 2, 3, 4]
+        assert np.all(np.diff([r["env_steps"] for r in mine]) == STEPS_PER_ITER)
+        assert np.all(np.diff([r["wall_time"] for r in mine]) >= 0)
+    assert metric_table(run_dir) == metric_table(reference_run)
+    resumed, reference = runs.load_params(run_dir), runs.load_params(reference_run)
+    np.testing.assert_array_equal(resumed["theta"]["net"][0]["w"], reference["theta"]["net"][0]["w"])
+    np.testing.assert_array_equal(resumed["phi"][-1]["b"], reference["phi"][-1]["b"])
+
+
+def test_resume_can_extend_a_finished_run(tiny_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run_dir)
+    assert cli.main(["train", "--resume", str(run_dir), "--steps", str(3 * STEPS_PER_ITER), "--quiet"]) == 0
+    assert [r["iteration"] for r in runs.read_metrics(run_dir)] == [1, 1, 2, 2, 3, 3]
+    assert json.loads((run_dir / "config.json").read_text())["steps"] == 3 * STEPS_PER_ITER
+
+
+def test_ctrl_c_stops_at_the_next_chunk_boundary(tmp_path, capsys):
+    """A real SIGINT during a chunk: the chunk finishes, is written, and the run stops there."""
+    import signal
+
+    config = runs.resolve_config("reinforce", "CartPole-v1", seeds=2, steps=4 * STEPS_PER_ITER, chunk=1,
+                                 overrides={"num_envs": 2, "horizon": 16, "hidden": [8], "value_epochs": 2})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    runs.write_json(run_dir / runs.CONFIG, config)
+    send = lambda prog: prog["iteration"] == 1 and signal.raise_signal(signal.SIGINT)  # noqa: E731
+    result = runs.train(run_dir, config, progress=False, on_chunk=send)
+    assert result["interrupted"] and result["iteration"] == 1
+    assert "stopping after this chunk" in capsys.readouterr().err
+    assert [r["iteration"] for r in runs.read_metrics(run_dir)] == [1, 1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
