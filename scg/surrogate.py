@@ -51,13 +51,22 @@ def baselines(analysis: Analysis, terms: SampleTerms, q_hat: dict) -> dict:
 def q_hats(analysis: Analysis, values: dict) -> dict:
     """``Q̂_w`` (no gradient) per score node, over the batch.
 
-    Sums are accumulated from the last cost backwards and shared between nodes
-    whose downstream costs end alike (a trie keyed by cost): a trajectory's
-    reward-to-go then takes one addition per step, not one per (step, later step).
+    When every node's downstream costs are a tail of one sequence (a trajectory's
+    reward-to-go) they are one reversed cumulative sum; otherwise sums are
+    accumulated from the last cost backwards and shared between nodes whose
+    downstream costs end alike (a trie keyed by cost). Either way the trace grows
+    with the number of costs, not with (score nodes × costs).
     """
+    ws = analysis.score_nodes()
+    downs = [analysis.downstream_costs[w] for w in ws]
+    longest = max(downs, key=len, default=())
+    if len(longest) > 1 and all(d == longest[len(longest) - len(d):] for d in downs):
+        stacked = jnp.stack(jnp.broadcast_arrays(*(values[c] for c in longest)), -1) + jnp.zeros(())
+        to_go = jnp.flip(jnp.cumsum(jnp.flip(stacked, -1), -1), -1)
+        return {w: sg(to_go[..., len(longest) - len(d)] if d else jnp.zeros(())) for w, d in zip(ws, downs)}
     trie: dict = {}
     out = {}
-    for w in analysis.score_nodes():
+    for w in ws:
         node, tail = trie, jnp.zeros(())
         for c in reversed(analysis.downstream_costs[w]):
             if c not in node:
