@@ -4,6 +4,7 @@ from __future__ import annotations
 import jax
 
 from scg.errors import GraphError
+from scg.estimators.antithetic import Antithetic
 from scg.estimators.base import Estimator, ExpectationContext, NodeContext, magic_box, total_log_prob
 from scg.estimators.direct import Direct
 from scg.estimators.pathwise import Pathwise
@@ -19,7 +20,7 @@ def register(name: str, cls: type) -> None:
     _REGISTRY[name] = cls
 
 
-for _cls in (Score, Pathwise, Smoothing, Direct, Relaxed):
+for _cls in (Score, Pathwise, Smoothing, Direct, Relaxed, Antithetic):
     register(_cls.name, _cls)
 
 
@@ -63,6 +64,7 @@ __all__ = [
     "Smoothing",
     "Direct",
     "Relaxed",
+    "Antithetic",
     "register",
     "resolve",
     "magic_box",
