@@ -11,6 +11,7 @@ import scg
 from algorithms import episodes
 from algorithms.mdp import mdp_graph
 from algorithms.networks import make_policy, make_value
+from envs.core import Environment
 
 
 class RolloutState(NamedTuple):
@@ -22,8 +23,27 @@ class RolloutState(NamedTuple):
 
 
 def reset_envs(env, env_params, key, num_envs: int, window: int = 20) -> RolloutState:
+    """Reset ``num_envs`` copies of a JAX env; for a host env (``envs.host.HostEnv``), whose envs live on the
+    host, placeholders of the shapes the graph carries (every update then observes the recorded trajectory)."""
+    if not isinstance(env, Environment):
+        obs, state = _example_carry(env, env_params)
+        obs, state = (jnp.broadcast_to(x, (num_envs, *x.shape)) for x in (obs, state))
+        return RolloutState(obs, state, episodes.init(num_envs, window))
     obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(key, num_envs), env_params)
     return RolloutState(obs, state, episodes.init(num_envs, window))
+
+
+def _spaces(env, env_params):
+    if isinstance(env, Environment):
+        return env.observation_space(env_params), env.action_space(env_params)
+    return env.observation_space, env.action_space  # envs.host.HostEnv: attributes
+
+
+def _example_carry(env, env_params):
+    """One example of the carried ``obs`` and ``state`` (host data: zeros, as ``observed_from_trajectory`` feeds)."""
+    if isinstance(env, Environment):
+        return env.reset(jax.random.key(0), env_params)
+    return jnp.zeros(env.observation_space.shape, jnp.float32), jnp.zeros((), jnp.float32)
 
 
 class MDPEstimator(NamedTuple):
@@ -36,8 +56,11 @@ class MDPEstimator(NamedTuple):
 
 
 def compile_mdp(env, env_params, config: dict, **graph_options) -> MDPEstimator:
-    """Build and compile the MDP graph of ``config`` (``hidden``, ``horizon``, ``discount``, ``num_envs``)."""
-    obs_space, action_space = env.observation_space(env_params), env.action_space(env_params)
+    """Build and compile the MDP graph of ``config`` (``hidden``, ``horizon``, ``discount``, ``num_envs``).
+
+    ``env`` is a JAX env or an ``envs.host.HostEnv`` (``env_params`` None): see :func:`algorithms.mdp.mdp_graph`.
+    """
+    obs_space, action_space = _spaces(env, env_params)
     policy = make_policy(obs_space, action_space, config["hidden"])
     value = make_value(obs_space, config["hidden"])
     graph = mdp_graph(
@@ -45,7 +68,7 @@ def compile_mdp(env, env_params, config: dict, **graph_options) -> MDPEstimator:
     )
     compiled = scg.compile(graph)
     key = jax.random.key(0)
-    obs, state = env.reset(key, env_params)
+    obs, state = _example_carry(env, env_params)
     example = {"theta": policy.init(key), "phi": value.init(key), "obs": obs, "state": state}
     fn = compiled.grad_fn(example, num_samples=config["num_envs"], with_values=True)
     return MDPEstimator(compiled, fn, policy, value)
@@ -61,6 +84,40 @@ def mdp_inputs(params: dict, rollout: "RolloutState") -> tuple[dict, dict]:
     first = lambda x: x[0]  # noqa: E731  (an example of the carried shapes; the observed values win)
     inputs = {**params, "obs": rollout.obs[0], "state": jax.tree_util.tree_map(first, rollout.state)}
     return inputs, {"obs": rollout.obs, "state": rollout.state}
+
+
+class Estimate(NamedTuple):
+    """One pass of the compiled MDP graph: the surrogate's gradient and the batch it was computed on."""
+
+    grads: dict  # {"theta": ..., "phi": ...}
+    values: dict  # every node's value, [N, T, ...], no gradient
+    returns: jax.Array  # G_t in reward units, [N, T]: the n-step returns bootstrapped with V (critic targets)
+
+
+def estimate(mdp: MDPEstimator, params: dict, rollout: RolloutState, key: jax.Array, observed: dict | None = None) -> Estimate:
+    """Gradient of the surrogate (Schulman 2016, Corollary 1 with Eq. 44's per-step credit) on one batch.
+
+    With ``observed=None`` the graph runs the JAX env from ``rollout`` (rollout and update in one function);
+    with ``observed=observed_from_trajectory(traj)`` it reads a host-collected batch and recomputes the
+    policy's log-probabilities. Either way the same compiled function computes the gradient.
+    """
+    inputs, carry = mdp_inputs(params, rollout)
+    grads, values = mdp.grad_and_values(inputs, key, {**carry, **(observed or {})})
+    returns = -mdp.compiled.cost_to_go(inputs, values)
+    return Estimate(grads, values, returns)
+
+
+def report(rollout: RolloutState, values: dict, *, loss: jax.Array, grads) -> tuple[RolloutState, dict]:
+    """Advance ``rollout`` past the batch ``values`` and the metrics every algorithm reports (``algorithms.base``)."""
+    rollout = advance(rollout, values)
+    metrics = {
+        "env_steps": jnp.asarray(values["r"].size, jnp.float32),
+        "mean_return": episodes.mean_recent(rollout.stats),
+        "episodes": rollout.stats.count.astype(jnp.float32),
+        "loss": loss,
+        "grad_norm": global_norm(grads),
+    }
+    return rollout, metrics
 
 
 def advance(rollout: RolloutState, values: dict) -> RolloutState:

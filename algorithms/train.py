@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from algorithms.base import ALGORITHMS
 
@@ -22,3 +23,16 @@ def make_train(algo_name: str, env, env_params, config: dict | None = None):
     init_all = jax.jit(jax.vmap(init))
     run_all = jax.jit(jax.vmap(run_one, in_axes=(0, None)), static_argnums=1)
     return init_all, run_all
+
+
+def steps_to_reach(metrics: dict, threshold: float, *, max_steps: float | None = None) -> list[float | None]:
+    """Per seed, the cumulative env steps at the first iteration whose ``mean_return`` is ≥ ``threshold``.
+
+    ``metrics`` holds ``[seeds, iterations]`` arrays (``env_steps`` per iteration).
+    ``None`` where the seed never reached it, or reached it only after ``max_steps``.
+    """
+    steps = np.cumsum(np.asarray(metrics["env_steps"], np.float64), axis=-1)
+    reached = np.asarray(metrics["mean_return"]) >= threshold  # NaN (no episode finished yet) compares False
+    if max_steps is not None:
+        reached &= steps <= max_steps
+    return [float(s[r][0]) if r.any() else None for s, r in zip(steps, reached)]

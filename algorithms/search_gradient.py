@@ -1,0 +1,154 @@
+"""Score-function gradient ascent on the parameter distribution, plain and antithetic ("stochastic gradient ascent on distribution" slides).
+
+The graph is CEM's (:func:`algorithms.cem.parameter_graph`): ``θ ~ N(μ, σ²)``,
+one episode per ``θ``, cost ``-R``. With ``estimator="score"`` on ``θ`` the
+compiler's gradient of ``E_{θ,ζ}[-R(θ, ζ)]`` with respect to ``μ`` (and
+``log σ`` if ``learn_sigma``) is the slide's estimator (Schulman 2017,
+"Stochastic Gradient Ascent on Distribution")::
+
+    ∇_μ E[R] ≈ (1/N) Σ_i ∇_μ log P_μ(θ_i) (R_i - b_i),     ∇_μ log P_μ(θ) = (θ - μ) / σ²
+
+- ``es``: ``N`` independent draws of ``θ`` and of the episode noise ``ζ``;
+  ``b_i`` is the leave-one-out mean of the other returns (Theorem 2: it does
+  not depend on draw ``i``; :class:`scg.baselines.LeaveOneOut`).
+- ``es_antithetic``: ``N/2`` pairs ``θ_± = μ ± σz`` sharing the episode noise
+  ``ζ`` ("Connection to Finite Differences" slide), fed to the same compiled
+  graph as observed values of ``θ`` and ``ζ``. For ``μ`` the pair's two score
+  terms sum to the central finite difference
+  ``½ (R(μ+σz, ζ) - R(μ-σz, ζ)) z / σ`` (the slide writes it without the ½;
+  the mean over the pair has it), whatever the baseline. The baseline is the
+  mean return of the *other* pairs (:class:`PairedLeaveOneOut`): a
+  leave-one-out over samples would include the partner, which depends on
+  ``θ_i``, and bias the ``σ`` gradient. Each draw is marginally ``N(μ, σ²)``,
+  so the estimator is unbiased; sharing ``ζ`` is what makes the difference
+  small when ``R`` is smooth in ``θ``.
+
+The same antithetic estimator, for any graph with a Gaussian node, is
+:class:`scg.estimators.Antithetic` (it re-evaluates the partner downstream of
+the node with common random numbers); this algorithm instead feeds both
+members as samples so that every episode's return and length is in the
+compiled function's values (for the metrics below).
+
+The update is an optax Adam step (descent on the cost). Metrics:
+``env_steps`` the steps of all episodes of the iteration; ``mean_return``
+the mean return of the last 20 evaluated episodes (population members, as
+in :mod:`algorithms.cem`); ``loss`` the batch mean of ``-R`` (the Monte Carlo
+objective); ``grad_norm`` the norm of the estimated gradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import scg
+from algorithms.base import Algorithm, register
+from algorithms.cem import Recent, compile_search, push_recent
+from algorithms.common import global_norm
+from scg.errors import GraphError
+
+DEFAULT_CONFIG = dict(
+    population=50,  # episodes per iteration (pairs × 2 for the antithetic variant)
+    hidden=(),  # () is a linear policy
+    greedy=True,  # act with the mode of the policy
+    init_std=0.5,
+    learn_sigma=True,  # also follow the gradient with respect to log σ
+    lr=0.1,
+    window=20,
+)
+
+
+class PairedLeaveOneOut:
+    """Baseline for antithetic pairs laid out ``[+ half; - half]``: the mean ``Q̂`` of the other pairs.
+
+    Pair ``j`` (samples ``j`` and ``j + m``) gets ``b = mean_{k != j} (Q̂_k + Q̂_{k+m}) / 2``,
+    which does not depend on pair ``j``'s draws (Theorem 2). Needs ``m >= 2`` pairs.
+    """
+
+    def __call__(self, node_name: str, q_hat: jax.Array) -> jax.Array:
+        n = q_hat.shape[0]
+        if n % 2 or n < 4:
+            raise GraphError(f"node {node_name!r}: PairedLeaveOneOut needs an even num_samples >= 4, got {n}")
+        m = n // 2
+        pair = 0.5 * (q_hat[:m] + q_hat[m:])
+        others = (jnp.sum(pair, axis=0, keepdims=True) - pair) / (m - 1)
+        return jnp.concatenate([others, others])
+
+    def __repr__(self) -> str:
+        return "PairedLeaveOneOut()"
+
+
+class TrainState(NamedTuple):
+    params: dict  # {"mu": [d], "log_sigma": [d]}
+    opt_state: optax.OptState
+    recent: Recent
+    key: jax.Array
+
+
+def antithetic_pairs(key: jax.Array, mu: jax.Array, log_sigma: jax.Array, num_pairs: int) -> tuple[jax.Array, jax.Array]:
+    """``θ = [μ + σz; μ - σz]`` (``[2m, d]``) and episode noise ``ζ`` shared within each pair (``[2m, ...]``)."""
+    assert mu.ndim == 1 and log_sigma.shape == mu.shape, (mu.shape, log_sigma.shape)
+    k_z, k_zeta = jax.random.split(key)
+    z = jax.random.normal(k_z, (num_pairs, mu.shape[0]), mu.dtype)
+    offset = jnp.exp(log_sigma) * z
+    zeta = jax.random.key_data(jax.random.split(k_zeta, num_pairs))
+    return jnp.concatenate([mu + offset, mu - offset]), jnp.concatenate([zeta, zeta])
+
+
+def make_factory(antithetic: bool):
+    def make(env, env_params, config: dict):
+        config = {**DEFAULT_CONFIG, **config}
+        n = int(config["population"])
+        if antithetic and (n % 2 or n < 4):
+            raise ValueError(f"es_antithetic: population must be even and >= 4 (pairs), got {n}")
+        baseline = PairedLeaveOneOut() if antithetic else scg.baselines.LeaveOneOut()
+        search = compile_search(env, env_params, config, estimator="score", baseline=baseline)
+        wrt = ("mu", "log_sigma") if config["learn_sigma"] else ("mu",)
+        grad_fn = search.compiled.grad_fn(search.example, num_samples=n, wrt=wrt, with_values=True)
+        opt = optax.adam(config["lr"])
+
+        def init(key: jax.Array) -> TrainState:
+            params = {
+                "mu": jnp.zeros(search.dim, jnp.float32),
+                "log_sigma": jnp.full(search.dim, math.log(config["init_std"]), jnp.float32),
+            }
+            recent = Recent(jnp.full(config["window"], jnp.nan, jnp.float32), jnp.zeros((), jnp.int32))
+            return TrainState(params, opt.init(params), recent, key)
+
+        def update(state: TrainState):
+            key, k_pairs, k_graph = jax.random.split(state.key, 3)
+            observed = None
+            if antithetic:
+                theta, zeta = antithetic_pairs(k_pairs, state.params["mu"], state.params["log_sigma"], n // 2)
+                observed = {"theta": theta, "zeta": zeta}
+            grads, values = grad_fn(state.params, k_graph, observed)
+            grads = {name: grads.get(name, jnp.zeros_like(p)) for name, p in state.params.items()}
+            updates, opt_state = opt.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            episode = values["episode"]
+            recent = push_recent(state.recent, episode.ret)
+            metrics = {
+                "env_steps": jnp.sum(episode.length),
+                "mean_return": jnp.nanmean(recent.returns),
+                "episodes": recent.count.astype(jnp.float32),
+                "loss": -jnp.mean(episode.ret),
+                "grad_norm": global_norm(grads),
+            }
+            return TrainState(params, opt_state, recent, key), metrics
+
+        return init, update
+
+    return make
+
+
+ES = register(
+    Algorithm("es", "Score-function gradient ascent on N(μ, σ²) over policy parameters (leave-one-out baseline)",
+              ("discrete", "continuous"), DEFAULT_CONFIG, make_factory(antithetic=False))
+)
+ES_ANTITHETIC = register(
+    Algorithm("es_antithetic", "Score-function gradient ascent on N(μ, σ²) with antithetic pairs μ ± σz sharing episode noise",
+              ("discrete", "continuous"), DEFAULT_CONFIG, make_factory(antithetic=True))
+)
