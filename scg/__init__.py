@@ -9,7 +9,8 @@ from scg.compiler import compile
 from scg.errors import GraphError
 from scg.graph import Graph
 from scg.graph import Node
+from scg.returns import GAE
 from scg.temporal import Temporal
 
-__all__ = ["Graph", "Node", "GraphError", "compile", "CompiledGraph", "Temporal", "dist", "estimators", "baselines", "render", "testing"]
+__all__ = ["Graph", "Node", "GraphError", "compile", "CompiledGraph", "Temporal", "GAE", "dist", "estimators", "baselines", "render", "testing"]
 __version__ = "0.1.0"

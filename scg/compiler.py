@@ -225,6 +225,42 @@ class CompiledGraph:
         return _hvp(self, plan, mode, wrt, _num(num_samples), inputs, tangents, key, self._observed(plan, observed))
 
     # -- pure functions, for use inside a caller's own jit / scan / vmap ----------------
+    def advantages(self, inputs: dict, values: dict) -> dict:
+        """``{w: Q̂_w - b_w}`` per score-function node, from sampled ``values`` (no gradient).
+
+        The weight each ``∇log p(ŵ)`` gets in the surrogate: with a node baseline,
+        ``Q̂ - b``; in a temporal graph, per step, and Eq. 26's GAE for a node
+        declared with ``advantage=scg.GAE(λ)``. Fixed advantages are what the
+        importance-ratio objectives of TRPO and PPO multiply. Pure; use inside ``jit``.
+        """
+        return self.plan(inputs).program.advantages(values)
+
+    def replay(self, inputs: dict, values: dict, *, key: jax.Array | None = None, batch_ndim: int | None = None):
+        """Evaluate the graph again at recorded ``values`` ("teacher forcing"): ``Replay(values, dists, log_probs)``.
+
+        Every drawn node (score-function or simulated; see :meth:`sample`) takes its
+        recorded value and, in a temporal graph, each step's carried inputs are the
+        recorded ones, so every position is evaluated independently (``vmap``, no
+        scan) and the result keeps the record's batch axes, ``[N]`` or ``[N, T]``,
+        or any flattening of them (``batch_ndim``: how many leading axes are batch;
+        inferred from the first drawn node by default). ``inputs`` supplies the
+        parameters, at which the distributions and log-probabilities are computed
+        with gradient: the ratio ``p_θ(ŵ)/p_θold(ŵ)`` of TRPO and PPO, and their
+        ``KL`` (:func:`scg.dist.kl_divergence`), on any minibatch of positions. Pure.
+        """
+        plan = self.plan(inputs)
+        program = plan.program
+        if batch_ndim is None:
+            name = (program.drawn_nodes() or (None,))[0]
+            if name is None:
+                raise GraphError("replay: the graph has no drawn (score-function or simulated) node to replay")
+            per_sample = jax.tree_util.tree_leaves(plan.avals[name])[0].ndim
+            batch_ndim = jax.tree_util.tree_leaves(values[name])[0].ndim - per_sample
+        missing = [n for n in (*program.drawn_nodes(), *program.replayed_inputs()) if n not in values]
+        if missing:
+            raise GraphError(f"replay: values has no record of node(s) {missing}; pass the values that sample() returned")
+        return program.replay(inputs, values, jax.random.key(0) if key is None else key, batch_ndim)
+
     def surrogate_fn(self, example_inputs: dict, *, num_samples: int = 1):
         """A pure ``(inputs, key) -> scalar`` surrogate for inputs shaped like ``example_inputs``.
 

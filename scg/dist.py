@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Normal", "Bernoulli", "Categorical", "Distribution"]
+__all__ = ["Normal", "Bernoulli", "Categorical", "Distribution", "kl_divergence"]
 
 
 class Distribution:
@@ -174,3 +174,26 @@ class Categorical(Distribution):
         values = jnp.asarray(list(itertools.product(range(k), repeat=n)), jnp.int32).reshape((k**n,) + self.shape)
         weights = jnp.exp(jax.vmap(lambda v: jnp.sum(self.log_prob(v)))(values))
         return values, weights
+
+
+def kl_divergence(p: Distribution, q: Distribution) -> jax.Array:
+    """``KL(p ‖ q)`` per element (summed over a Categorical's categories), in closed form.
+
+    The trust-region constraint of TRPO (Schulman 2016, Eq. 35, ``KL(π_old ‖ π_θ)``)
+    and PPO's adaptive penalty read it. ``p`` and ``q`` must be of the same class;
+    a user's distribution class takes part by offering ``p.kl(q)``.
+    """
+    if type(p) is not type(q):
+        raise TypeError(f"kl_divergence: p and q must be the same distribution class, got {type(p).__name__} and {type(q).__name__}")
+    if isinstance(p, Normal):
+        ratio = (p.scale / q.scale) ** 2
+        return 0.5 * (ratio + ((p.loc - q.loc) / q.scale) ** 2 - 1.0 - jnp.log(ratio))
+    if isinstance(p, Categorical):
+        return jnp.sum(p.probs * (p.logits - q.logits), axis=-1)
+    if isinstance(p, Bernoulli):
+        log_p1, log_p0 = jax.nn.log_sigmoid(p.logits), jax.nn.log_sigmoid(-p.logits)
+        log_q1, log_q0 = jax.nn.log_sigmoid(q.logits), jax.nn.log_sigmoid(-q.logits)
+        return p.probs * (log_p1 - log_q1) + (1 - p.probs) * (log_p0 - log_q0)
+    if hasattr(p, "kl"):
+        return p.kl(q)
+    raise TypeError(f"kl_divergence: no closed form for {type(p).__name__}; give the class a kl(q) method")

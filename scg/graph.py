@@ -100,7 +100,7 @@ class Graph:
         """
         return self._add(self._fn_node(name, "deterministic", fn, parents, differentiable=differentiable))
 
-    def stochastic(self, name: str, fn: Callable, *parents, estimator=None, baseline=None) -> Node:
+    def stochastic(self, name: str, fn: Callable, *parents, estimator=None, baseline=None, advantage=None) -> Node:
         """A stochastic node ``w ~ fn(*parents)``; ``fn`` returns a distribution.
 
         Args:
@@ -110,8 +110,23 @@ class Graph:
             baseline: a node (handle or name) whose value is subtracted from
                 ``Q_w`` in the score term (Theorem 2: it must not be influenced
                 by this node), or a built-in such as ``scg.baselines.LeaveOneOut()``.
+            advantage: how a score node inside :class:`scg.Temporal` is credited:
+                ``None`` for ``Q̂_t - b_t`` (Eq. 44 with a baseline), or
+                ``scg.GAE(lam)`` for generalized advantage estimation (Eq. 26; needs
+                ``baseline`` to be a node estimating the cost-to-go).
         """
         node = self._fn_node(name, "stochastic", fn, parents, estimator=estimator)
+        if advantage is not None:
+            from scg.returns import GAE
+
+            if not isinstance(advantage, GAE):
+                raise GraphError(f"node {name!r}: advantage must be None or scg.GAE(lam), got {advantage!r}")
+            if baseline is None or not isinstance(baseline, (Node, str)):
+                raise GraphError(
+                    f"node {name!r}: advantage={advantage!r} needs baseline= a node estimating the cost-to-go "
+                    f"(-V(s_t) for rewards): the TD residuals of Eq. 26 are formed from it"
+                )
+            node.options["advantage"] = advantage
         if baseline is not None:
             if isinstance(baseline, Node):
                 baseline = baseline.name

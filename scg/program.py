@@ -8,6 +8,9 @@ methods, so every compiled kernel (``grad``, ``surrogate``, ``ratio_surrogate``,
 """
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -15,6 +18,14 @@ from scg import surrogate as surrogate_lib
 from scg.analysis import Analysis
 from scg.errors import GraphError
 from scg.forward import SampleTerms, evaluate, sample_terms
+
+
+class Replay(NamedTuple):
+    """A graph re-evaluated at recorded values (:meth:`scg.CompiledGraph.replay`), all with the record's batch axes."""
+
+    values: dict  # every node's value (gradients flow from the inputs)
+    dists: dict  # stochastic node -> its distribution at the current inputs
+    log_probs: dict  # stochastic node -> log p(recorded value | parents), summed over the node's elements
 
 
 class FlatProgram:
@@ -27,6 +38,9 @@ class FlatProgram:
             for n in analysis.losses:
                 if analysis.nodes[n].options.get("target") == "return":
                     raise GraphError(f"loss {n!r}: target='return' needs time steps; use it inside scg.Temporal")
+            for n in analysis.stochastic:
+                if analysis.nodes[n].options.get("advantage") is not None:
+                    raise GraphError(f"node {n!r}: advantage= (GAE) needs time steps; use it inside scg.Temporal")
 
     def drawn_nodes(self) -> tuple[str, ...]:
         """Nodes whose values are draws without a gradient path (score-like and simulated): observable, fixable."""
@@ -55,12 +69,47 @@ class FlatProgram:
             return run(key, fixed)
         return jax.vmap(run)(jax.random.split(key, num_samples), fixed)
 
+    def replayed_inputs(self) -> tuple[str, ...]:
+        """Inputs whose values differ per recorded position (a temporal graph's carried inputs)."""
+        return ()
+
+    def replay(self, inputs: dict, values: dict, key: jax.Array, batch_ndim: int) -> "Replay":
+        """Evaluate the graph once per recorded position, with every drawn node at its recorded value.
+
+        ``values`` carries ``batch_ndim`` leading axes (samples, or samples and
+        steps, or any flattening of them). Positions are independent given the
+        record, so they are evaluated side by side (``vmap``), with no scan.
+        """
+        a = self.analysis
+        recorded = {n: values[n] for n in (*self.drawn_nodes(), *self.replayed_inputs())}
+        leaves = jax.tree_util.tree_leaves(recorded)
+        prefix = leaves[0].shape[:batch_ndim]
+        flat = jax.tree_util.tree_map(lambda x: x.reshape((-1, *x.shape[batch_ndim:])), recorded)
+        static = {n: v for n, v in inputs.items() if n not in recorded}
+        drawn = set(self.drawn_nodes())
+
+        def one(rec, k):
+            fixed = {n: v for n, v in rec.items() if n in drawn}
+            vals, dists = evaluate(a, {**static, **{n: v for n, v in rec.items() if n not in drawn}}, k, fixed=fixed)
+            logps = {w: jnp.sum(d.log_prob(vals[w])) for w, d in dists.items() if a.nodes[w].kind == "stochastic"}
+            return Replay({n: vals[n] for n in a.order if n not in static}, dists, logps)
+
+        out = jax.vmap(one)(flat, jax.random.split(key, math.prod(prefix)))
+        return jax.tree_util.tree_map(lambda x: x.reshape((*prefix, *x.shape[1:])), out)
+
     def total_cost(self, values: dict) -> jax.Array:
         """``Σ_c c`` per sample."""
         return sum((values[c] for c in self.analysis.costs), jnp.zeros(()))
 
     def q_hats(self, values: dict) -> dict:
         return surrogate_lib.q_hats(self.analysis, values)
+
+    def advantages(self, values: dict) -> dict:
+        """``Q̂_w - b_w`` per score node (no gradient): what multiplies ``∇log p(ŵ)``."""
+        q_hat = self.q_hats(values)
+        terms = SampleTerms(values, dict.fromkeys(self.score_nodes), {}, jnp.zeros(()))
+        b = surrogate_lib.baselines(self.analysis, terms, q_hat)
+        return {w: jax.lax.stop_gradient(q_hat[w] - b[w]) for w in self.score_nodes}
 
     def emit(self, terms: SampleTerms, mode: str, *, q_hat: dict | None = None) -> jax.Array:
         if mode == "dice":

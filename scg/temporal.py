@@ -38,7 +38,7 @@ from scg.errors import GraphError
 from scg.forward import SampleTerms, sample_terms
 from scg.graph import Graph
 from scg.program import FlatProgram
-from scg.returns import cost_to_go, future_costs
+from scg.returns import cost_to_go, future_costs, gae
 
 sg = jax.lax.stop_gradient
 
@@ -132,6 +132,13 @@ def check_temporal(spec: Temporal, a: Analysis) -> None:
                 f"node {name!r}: estimator {est.name!r} re-evaluates downstream costs, which in a temporal graph "
                 f"span later steps; it is not supported inside Temporal yet (unroll the graph instead)"
             )
+    for name in a.order:
+        adv = a.nodes[name].options.get("advantage")
+        if adv is not None and name not in a.score_nodes():
+            raise GraphError(
+                f"node {name!r}: advantage={adv!r} credits score-function terms, but the node's estimator "
+                f"{a.estimators[name].name!r} has none; use estimator='score'"
+            )
     # A carried input is differentiated-through if a differentiable input (or another such carry) reaches its source.
     tainted: set[str] = set()
     changed = True
@@ -166,6 +173,9 @@ class TemporalProgram(FlatProgram):
         self.static_inputs = tuple(n for n in a.inputs if n not in spec.carry)
 
     # -- evaluation -------------------------------------------------------------------
+    def replayed_inputs(self) -> tuple[str, ...]:
+        return tuple(self.spec.carry)
+
     def _initial(self, inputs, key):
         if self.spec.init is None:
             return {k: inputs[k] for k in self.spec.carry}
@@ -251,12 +261,23 @@ class TemporalProgram(FlatProgram):
         return jax.vmap(fn)(*self._per_step(values))
 
     def q_hats(self, values: dict) -> dict:
+        """``Q̂_w`` per score node and step: the same step's downstream costs plus, when ``w`` reaches
+        the carried state, the discounted future ``F_t``; for a node with ``advantage=GAE(λ)``
+        ``F_t`` is replaced by ``b_t + Â_t - C_t`` so that ``Q̂_w - b_w`` is Eq. 26's ``Â_t``."""
         a = self.analysis
         f = self.future(values)
         out = {}
         for w in self.score_nodes:
             same_step = sum((values[c] for c in a.downstream_costs[w]), jnp.zeros_like(f))
-            out[w] = sg(same_step + (f if self.reaches_carry[w] else 0.0))
+            future = f
+            adv = a.nodes[w].options.get("advantage")
+            if adv is not None:
+                per_step = self._per_step(values)
+                c = per_step[0]
+                b = sg(values[a.nodes[w].baseline]).reshape(c.shape)
+                fn = lambda *xs: gae(*xs, self.spec.discount, adv.lam)  # noqa: E731
+                future = b + jax.vmap(fn)(*per_step, b) - c
+            out[w] = sg(same_step + (future if self.reaches_carry[w] else 0.0))
         return out
 
     def emit(self, terms: SampleTerms, mode: str, *, q_hat: dict | None = None) -> jax.Array:
