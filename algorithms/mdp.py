@@ -49,6 +49,7 @@ def mdp_graph(
     bootstrap: bool = True,
     critic_loss: float = 0.0,
     entropy_bonus: float = 0.0,
+    gae_lambda: float | None = None,
 ) -> scg.Temporal:
     """The temporal graph of ``horizon`` steps of ``env`` under ``policy``.
 
@@ -66,6 +67,8 @@ def mdp_graph(
         critic_loss: weight of a loss node ``½ (−V_φ(obs_t) − G_t)²`` fitting the critic in
             the same graph (A2C); 0 leaves it out.
         entropy_bonus: weight of a loss node ``−β H[π_θ(·|obs_t)]``; 0 leaves it out.
+        gae_lambda: credit the policy's score terms with GAE(γ, λ) (Schulman 2016, Eq. 26)
+            instead of ``G_t - b_t``; needs ``value`` and ``baseline``. ``None``: Eq. 44's credit.
     """
     if isinstance(env, Environment):
         stepper = env if isinstance(env, AutoReset) else AutoReset(env)
@@ -90,7 +93,8 @@ def mdp_graph(
         phi = g.input("phi")
         cost_to_go = g.deterministic("v", lambda phi, o: -value.apply(phi, o), phi, obs)
         b = cost_to_go if baseline else None
-    a = g.stochastic("a", policy.dist, theta, obs, estimator="score", baseline=b)
+    advantage = None if gae_lambda is None else scg.GAE(gae_lambda)
+    a = g.stochastic("a", policy.dist, theta, obs, estimator="score", baseline=b, advantage=advantage)
     tr = g.simulate("transition", transition, state, a)
     g.deterministic("obs_next", lambda tr: tr.obs, tr)
     g.deterministic("state_next", lambda tr: tr.state, tr)
