@@ -69,6 +69,7 @@ class CompiledGraph:
         self._plans: dict = {}
         self._kernels: dict = {}  # (kernel, *static arguments) -> jitted kernel, see _kernel
         self.trace_count = 0  # how many times a function was traced (for no-retrace tests)
+        self._grad_jit = None
 
     # -- planning -------------------------------------------------------------
     def _check_inputs(self, inputs) -> dict:
@@ -177,10 +178,18 @@ class CompiledGraph:
         Returns a dict keyed by input name (every floating-point input, or those
         in ``wrt``), each entry shaped like that input.
         """
+        if self._grad_jit is None:
+            self._grad_jit = jax.jit(self._traced_grad, static_argnums=(3, 4))
+        wrt = wrt if wrt is None or isinstance(wrt, str) else tuple(wrt)
+        return self._grad_jit(inputs, key, observed, num_samples, wrt)
+
+    def _traced_grad(self, inputs, key, observed, num_samples, wrt):
+        """The body of :meth:`grad`: planning and checks run while tracing, so a call whose shapes were
+        seen before is one dispatch of jit's C++ cache, with no Python work of ours."""
+        self.trace_count += 1
         plan = self.plan(inputs)
         wrt = self._wrt(plan, wrt)
-        kernel = self._kernel(_grad, plan, self.mode, wrt, _num(num_samples))
-        return kernel(inputs, key, self._observed(plan, observed))
+        return _grad_body(plan, self.mode, wrt, _num(num_samples), inputs, key, self._observed(plan, observed))
 
     def _kernel(self, jitted, *static):
         """``jitted`` (a kernel below) with its static arguments bound, jitted once per ``static``.
@@ -387,12 +396,6 @@ def _grad_and_values(plan, mode, wrt, num_samples, inputs, key, observed=None):
         return program.emit(terms, mode), jax.lax.stop_gradient(terms.values)
 
     return jax.grad(loss, has_aux=True)({n: inputs[n] for n in wrt})
-
-
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _grad(self, plan, mode, wrt, num_samples, inputs, key, observed):
-    self.trace_count += 1
-    return _grad_body(plan, mode, wrt, num_samples, inputs, key, observed)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
