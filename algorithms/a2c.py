@@ -74,4 +74,4 @@ def make(env, env_params, config: dict):
     return init, update
 
 
-ALGORITHM = register(Algorithm("a2c", __doc__.splitlines()[0], ("discrete", "continuous"), DEFAULT_CONFIG, make))
+ALGORITHM = register(Algorithm("a2c", __doc__.splitlines()[0], ("discrete", "continuous"), DEFAULT_CONFIG, make, TUNED))

@@ -24,6 +24,7 @@ class Algorithm(NamedTuple):
     action_kinds: tuple[str, ...]  # which action spaces it supports: "discrete", "continuous"
     default_config: dict
     make: Callable  # (env, env_params, config) -> (init, update)
+    tuned: dict = {}  # env name -> config updates the learning checks use and `scg train` applies (TUNED)
 
 
 def register(algo: Algorithm) -> Algorithm:

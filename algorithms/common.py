@@ -56,13 +56,14 @@ class MDPEstimator(NamedTuple):
 
 
 def compile_mdp(env, env_params, config: dict, **graph_options) -> MDPEstimator:
-    """Build and compile the MDP graph of ``config`` (``hidden``, ``horizon``, ``discount``, ``num_envs``).
+    """Build and compile the MDP graph of ``config`` (``hidden``, ``horizon``, ``discount``, ``num_envs``;
+    optional ``value_hidden``: the value network's layers when they differ from the policy's).
 
     ``env`` is a JAX env or an ``envs.host.HostEnv`` (``env_params`` None): see :func:`algorithms.mdp.mdp_graph`.
     """
     obs_space, action_space = _spaces(env, env_params)
     policy = make_policy(obs_space, action_space, config["hidden"])
-    value = make_value(obs_space, config["hidden"])
+    value = make_value(obs_space, config["hidden"] if config.get("value_hidden") is None else config["value_hidden"])
     graph = mdp_graph(
         env, env_params, policy, value, horizon=config["horizon"], discount=config["discount"], **graph_options
     )
@@ -105,6 +106,28 @@ def estimate(mdp: MDPEstimator, params: dict, rollout: RolloutState, key: jax.Ar
     grads, values = mdp.grad_and_values(inputs, key, {**carry, **(observed or {})})
     returns = -mdp.compiled.cost_to_go(inputs, values)
     return Estimate(grads, values, returns)
+
+
+class Batch(NamedTuple):
+    """A rollout sampled without a gradient: what the importance-ratio objectives (PPO, TRPO) start from."""
+
+    values: dict  # every node's value, [N, T, ...]
+    log_probs: dict  # score node -> log p(sampled value) at the sampling parameters (θ_old), [N, T]
+
+
+def sample(
+    mdp: MDPEstimator, params: dict, rollout: RolloutState, key: jax.Array, observed: dict | None = None
+) -> tuple[dict, Batch]:
+    """Run ``num_envs`` environments for ``horizon`` steps in the compiled graph at ``params``; no gradient.
+
+    Returns the graph inputs of the rollout (for ``advantages``/``replay``) and the :class:`Batch`: the
+    same forward pass as :func:`estimate` (the compiler's per-sample terms), without differentiating it.
+    ``observed`` as in :func:`estimate` (a host-collected batch: ``observed_from_trajectory(traj)``).
+    """
+    inputs, carry = mdp_inputs(params, rollout)
+    program = mdp.compiled.plan(inputs).program
+    terms = program.batch_terms(inputs, key, rollout.obs.shape[0], fixed={**carry, **(observed or {})})
+    return inputs, jax.lax.stop_gradient(Batch(terms.values, terms.log_probs))
 
 
 def report(rollout: RolloutState, values: dict, *, loss: jax.Array, grads) -> tuple[RolloutState, dict]:

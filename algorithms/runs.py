@@ -71,7 +71,9 @@ def resolve_config(
 ) -> dict:
     """Check the options and return the full configuration of a run; raises :class:`ConfigError`.
 
-    Nothing is written here: the CLI validates before it creates a run directory.
+    The algorithm's config is its ``default_config``, updated by its tuned entry for ``env``
+    (``Algorithm.tuned``, the module's ``TUNED``), then by ``overrides``. Nothing is written here:
+    the CLI validates before it creates a run directory.
     """
     if algo not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algo!r}; choose from: {', '.join(sorted(ALGORITHMS))}")
@@ -88,7 +90,7 @@ def resolve_config(
     for name, value in (("steps", steps), ("seeds", seeds), ("chunk", chunk)):
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
-    algo_config = dict(spec.default_config)
+    algo_config = {**spec.default_config, **spec.tuned.get(env, {})}  # the algorithm's TUNED[env], if any
     for key, value in (overrides or {}).items():
         if key not in algo_config:
             raise ConfigError(f"unknown {algo} config key {key!r}; choose from: {', '.join(sorted(algo_config))}")

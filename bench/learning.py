@@ -4,7 +4,9 @@ Criteria (each over 5 seeds, passed when at least 4 reach the threshold):
 
 - CartPole-v1 (our JAX port): REINFORCE and A2C reach a mean return ≥ 475 within 300k env steps;
 - Acrobot-v1 (our JAX port): REINFORCE and A2C reach ≥ -100 within 300k env steps;
-- gymnasium's own CartPole-v1 stepped on the host (``algorithms.host``): REINFORCE, ≥ 475 within 300k.
+- gymnasium's own CartPole-v1 stepped on the host (``algorithms.host``): REINFORCE, ≥ 475 within 300k;
+- GAE-TRPO (issue 5): ≥ 475 on CartPole-v1 within 300k env steps, ≥ -250 on Pendulum-v1 within 2M;
+- PPO (issue 5, clipped surrogate): ≥ 475 on CartPole-v1 within 300k env steps, ≥ -250 on Pendulum-v1 within 1M.
 
 "Reach R within N steps": at some iteration whose cumulative ``env_steps`` is
 ≤ N, the ``mean_return`` metric (the mean of the last 20 finished episodes of
@@ -39,13 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _util import environment, write_json_atomic  # noqa: E402
 
-from algorithms import ALGORITHMS, a2c, make_train, reinforce  # noqa: E402
+from algorithms import ALGORITHMS, a2c, make_train, ppo, reinforce, trpo  # noqa: E402
 from algorithms.host import train as host_train  # noqa: E402
 from algorithms.train import steps_to_reach  # noqa: E402
 from envs.registry import make  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "learning.json"
-MODULES = {"reinforce": reinforce, "a2c": a2c}
+MODULES = {"reinforce": reinforce, "a2c": a2c, "trpo": trpo, "ppo": ppo}
 
 
 def _check(name, algo, env, threshold, *, collector="jax", max_steps=300_000, seeds=5, min_seeds=4):
@@ -61,6 +63,10 @@ CHECKS = {
         _check("reinforce-acrobot", "reinforce", "Acrobot-v1", -100.0),
         _check("a2c-acrobot", "a2c", "Acrobot-v1", -100.0),
         _check("reinforce-host-cartpole", "reinforce", "CartPole-v1", 475.0, collector="host"),
+        _check("trpo-cartpole", "trpo", "CartPole-v1", 475.0),
+        _check("trpo-pendulum", "trpo", "Pendulum-v1", -250.0, max_steps=2_000_000),
+        _check("ppo-cartpole", "ppo", "CartPole-v1", 475.0),
+        _check("ppo-pendulum", "ppo", "Pendulum-v1", -250.0, max_steps=1_000_000),
     )
 }
 

@@ -42,19 +42,23 @@ def _reduce_cost(node, value):
     return value
 
 
-def evaluate(analysis: Analysis, inputs: dict, key: jax.Array, *, fixed: dict | None = None, override: dict | None = None):
+def evaluate(
+    analysis: Analysis, inputs: dict, key: jax.Array, *, fixed: dict | None = None, override: dict | None = None,
+    skip: frozenset = frozenset(),
+):
     """Run the graph once; returns ``(values, dists)``.
 
     Args:
         fixed: values for sampled (score or simulated) nodes, taken instead of drawing.
         override: values that replace nodes outright (their functions are not called).
+        skip: nodes not evaluated (absent from ``values`` unless ``inputs`` holds them).
     """
     fixed, override = fixed or {}, override or {}
     values: dict[str, Any] = dict(inputs)
     dists: dict[str, Any] = {}
     for index, name in enumerate(analysis.order):
         node = analysis.nodes[name]
-        if node.kind == "input":
+        if node.kind == "input" or name in skip:
             continue
         if name in override:
             values[name] = override[name]
@@ -95,9 +99,14 @@ def downstream_cost(analysis: Analysis, inputs, key, name, *, fixed=None):
     return fn
 
 
-def sample_terms(analysis: Analysis, inputs: dict, key: jax.Array, *, fixed=None, logp_old=None) -> SampleTerms:
-    """One sample: values, each score node's weight and log-probability, and the estimators' extra terms."""
-    values, dists = evaluate(analysis, inputs, key, fixed=fixed)
+def sample_terms(
+    analysis: Analysis, inputs: dict, key: jax.Array, *, fixed=None, logp_old=None, skip: frozenset = frozenset()
+) -> SampleTerms:
+    """One sample: values, each score node's weight and log-probability, and the estimators' extra terms.
+
+    ``skip`` (deterministic, cost or loss nodes only) as in :func:`evaluate`.
+    """
+    values, dists = evaluate(analysis, inputs, key, fixed=fixed, skip=skip)
     score_weights, log_probs, extra = {}, {}, jnp.zeros(())
     for index, name in enumerate(analysis.order):
         node = analysis.nodes[name]

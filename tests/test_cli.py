@@ -214,3 +214,20 @@ def test_ctrl_c_stops_at_the_next_chunk_boundary(tmp_path, capsys):
     assert "stopping after this chunk" in capsys.readouterr().err
     assert [r["iteration"] for r in runs.read_metrics(run_dir)] == [1, 1]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_tuned_configs_apply_unless_overridden():
+    """``resolve_config`` starts from ``default_config``, then the algorithm's ``TUNED[env]``, then ``--config``."""
+    from algorithms import ppo, reinforce
+
+    tuned = runs.resolve_config("ppo", "Pendulum-v1", seeds=1, steps=10)["algorithm_config"]
+    assert tuned == {**ALGORITHMS["ppo"].default_config, **ppo.TUNED["Pendulum-v1"]}
+    mixed = runs.resolve_config("ppo", "Pendulum-v1", seeds=1, steps=10, overrides={"lr": 0.01})["algorithm_config"]
+    assert mixed["lr"] == 0.01 and mixed["num_envs"] == ppo.TUNED["Pendulum-v1"]["num_envs"]
+    plain = runs.resolve_config("ppo", "CartPole-v1", seeds=1, steps=10)["algorithm_config"]
+    assert plain == ALGORITHMS["ppo"].default_config
+    acrobot = runs.resolve_config("reinforce", "Acrobot-v1", seeds=1, steps=10)["algorithm_config"]
+    assert acrobot["entropy_bonus"] == reinforce.TUNED["Acrobot-v1"]["entropy_bonus"]
+    for algo in ALGORITHMS.values():  # a tuned entry only names keys the algorithm has
+        for entry in algo.tuned.values():
+            assert set(entry) <= set(algo.default_config), algo.name

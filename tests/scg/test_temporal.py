@@ -179,3 +179,27 @@ def test_init_draws_the_initial_state_per_sample():
     assert values["s"].shape == (8, 3)
     assert len(np.unique(np.asarray(values["s"][:, 0]))) == 8
     assert set(est.grad(inputs, jax.random.key(0), num_samples=8)) == {"theta", "phi"}
+
+
+@pytest.mark.parametrize("num_samples", [8, 2048])  # 2048: in chunks of 3 of the 6 steps (scg.temporal._AFTER_SCAN_ROWS)
+def test_nodes_off_the_sequential_path_run_after_the_scan_with_the_same_results(num_samples):
+    """Critics, bootstraps, costs and losses that no carried or drawn node reads are evaluated after the scan, many
+    steps at once; values and gradients equal those of evaluating every node inside the scan."""
+    g = scg.Graph("critic_walk")
+    theta, phi, s = g.input("theta"), g.input("phi"), g.input("s", differentiable=False)
+    v = g.deterministic("v", lambda phi, s: phi * jnp.tanh(s), phi, s)
+    a = g.stochastic("a", lambda th, s: dist.Bernoulli(logits=th * s), theta, s, estimator="score", baseline=v,
+                     advantage=scg.GAE(0.9))
+    s1 = g.deterministic("s_next", lambda s, a: s + 2 * a - 1, s, a)
+    g.cost("c", lambda s1: s1**2 / 10, s1)
+    g.deterministic("boot", lambda phi, s1: phi * jnp.tanh(s1), phi, s1)
+    g.loss("ent", lambda th, s: -0.1 * dist.Bernoulli(logits=th * s).probs, theta, s)
+    est = scg.compile(scg.Temporal(g, carry={"s": s1}, horizon=6, discount=0.9, bootstrap="boot"))
+    inputs = {"theta": 0.3, "phi": 0.5, "s": 1.0}
+    program = est.plan(inputs).program
+    assert program.after_scan == {"v", "c", "boot", "ent"}
+    hoisted = est.grad_fn(inputs, num_samples=num_samples, with_values=True)(inputs, jax.random.key(0))
+    program.after_scan, program.inner = frozenset(), frozenset(program.analysis.order)  # everything inside the scan
+    plain = est.grad_fn(inputs, num_samples=num_samples, with_values=True)(inputs, jax.random.key(0))
+    for x, y in zip(jax.tree_util.tree_leaves(hoisted), jax.tree_util.tree_leaves(plain)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
