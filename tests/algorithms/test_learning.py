@@ -18,8 +18,6 @@ uniform policy reaches the goal in about 1.4% of its episodes, scoring about
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -31,13 +29,6 @@ from envs.registry import make
 
 MODULES = {"reinforce": reinforce, "a2c": a2c}
 
-
-def _bench():
-    path = Path(__file__).resolve().parents[2] / "bench" / "learning.py"
-    spec = importlib.util.spec_from_file_location("bench_learning", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _reached(algo: str, env_name: str, threshold: float, max_steps: int, seeds: int = 2) -> tuple[list, np.ndarray]:
@@ -75,9 +66,9 @@ def test_steps_to_reach_reads_cumulative_steps():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["reinforce-cartpole", "a2c-cartpole", "reinforce-acrobot", "a2c-acrobot"])
-def test_full_criterion(name):
+def test_full_criterion(name, learning_bench):
     """Full size: ≥ 475 (CartPole-v1) / ≥ -100 (Acrobot-v1) within 300k steps in at least 4 of 5 seeds."""
-    bench = _bench()
+    bench = learning_bench
     result = bench.run_check(bench.CHECKS[name])
     steps = [s["steps_to_threshold"] for s in result["per_seed"]]
     assert result["passed"], f"{name}: {result['seeds_reached']}/5 seeds reached {result['threshold']}: steps {steps}"

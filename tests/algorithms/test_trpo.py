@@ -18,8 +18,6 @@
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -153,19 +151,12 @@ def test_pendulum_reduced():
     assert all(s is not None for s in reached), f"steps to -400 per seed {reached}, final mean return {final}"
 
 
-def _bench():
-    path = Path(__file__).resolve().parents[2] / "bench" / "learning.py"
-    spec = importlib.util.spec_from_file_location("bench_learning", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["trpo-cartpole", "trpo-pendulum"])
-def test_full_criterion(name):
+def test_full_criterion(name, learning_bench):
     """Full size: ≥ 475 (CartPole-v1, 300k steps) / ≥ -250 (Pendulum-v1, 2M steps) in at least 4 of 5 seeds."""
-    bench = _bench()
+    bench = learning_bench
     result = bench.run_check(bench.CHECKS[name])
     steps = [s["steps_to_threshold"] for s in result["per_seed"]]
     assert result["passed"], f"{name}: {result['seeds_reached']}/5 seeds reached {result['threshold']}: steps {steps}"
