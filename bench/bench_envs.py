@@ -3,8 +3,9 @@
 For CartPole-v1 (``envs.classic_control``) and HandMass (``envs.paper``),
 at 1, 64, 1,024 and 4,096 parallel environments: random actions, one jitted
 ``lax.scan`` over ``--steps`` steps of a ``vmap`` over environments, with
-auto-reset (``envs.wrappers.AutoReset``, or a local ``where``-based reset if
-that wrapper is missing). Compile time is measured apart (``lower().compile()``);
+auto-reset (``envs.wrappers.VecAutoReset``; at 4,096 CartPoles also the
+per-environment ``AutoReset`` and no reset at all, to show where the time
+goes). Compile time is measured apart (``lower().compile()``);
 run time is the median of ``--repeats`` calls, each ended by
 ``block_until_ready``. In the same run: gymnasium's CartPole stepped one env
 at a time in a Python loop, and as ``gymnasium.vector.SyncVectorEnv`` of 64
@@ -37,36 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from envs.classic_control import CartPole  # noqa: E402
 from envs.spaces import Discrete  # noqa: E402
+from envs.wrappers import AutoReset, VecAutoReset  # noqa: E402
 
 NUM_ENVS = (1, 64, 1024, 4096)
 RESULTS = Path(__file__).resolve().parent / "results" / "envs.json"
-
-
-def _auto_reset(env):
-    """``envs.wrappers.AutoReset`` if the other helper's module is there, else a local ``where``-based reset."""
-    try:
-        from envs.wrappers import AutoReset
-
-        return AutoReset(env), "envs.wrappers.AutoReset"
-    except ImportError:
-        return _LocalAutoReset(env), "local where-based reset"
-
-
-class _LocalAutoReset:
-    """Minimal fallback: step, then replace the state by a fresh reset where the episode ended."""
-
-    def __init__(self, env):
-        self.env, self.name = env, env.name
-        self.default_params = env.default_params
-        self.action_space, self.reset = env.action_space, env.reset
-
-    def step(self, key, state, action, params):
-        k_step, k_reset = jax.random.split(key)
-        obs, state_tp1, r, term, trunc, info = self.env.step(k_step, state, action, params)
-        obs_0, state_0 = self.env.reset(k_reset, params)
-        done = term | trunc
-        state_tp1 = jax.tree_util.tree_map(lambda a, b: jnp.where(done, a, b), state_0, state_tp1)
-        return jnp.where(done, obs_0, obs), state_tp1, r, term, trunc, info
 
 
 def sample_batch(space, key: jax.Array, n: int) -> jax.Array:
@@ -77,24 +52,38 @@ def sample_batch(space, key: jax.Array, n: int) -> jax.Array:
     return jax.random.uniform(key, (n,) + space.shape, space.dtype, low, high)
 
 
-def make_rollout(env, num_envs: int, num_steps: int):
+def make_rollout(env, num_envs: int, num_steps: int, reset: str = "vec"):
     """A jitted ``key -> (sum of rewards, number of episode ends)`` running ``num_envs x num_steps`` env steps.
 
-    Per step: one key gives the actions of all environments (``sample_batch``)
-    and one key each for the environments' (auto-reset) steps.
+    Per step, one key gives the actions of all environments (``sample_batch``). ``reset``:
+
+    * ``"vec"``: ``envs.wrappers.VecAutoReset``, one key per step for the batch;
+      initial states are drawn only for the ended environments (the library's
+      way to run many environments);
+    * ``"per_env"``: ``vmap`` of ``envs.wrappers.AutoReset``, one key per
+      environment, a reset drawn for every environment at every step;
+    * ``"none"``: ``vmap`` of the bare ``step``; ended episodes run on past their
+      end (an ablation: what the dynamics alone cost).
     """
     params = env.default_params
     space = env.action_space(params)
-    step = jax.vmap(env.step, (0, 0, 0, None))
+    if reset == "vec":
+        venv = VecAutoReset(env, num_envs)
+        init, step = venv.reset, venv.step
+    else:
+        stepper = AutoReset(env) if reset == "per_env" else env
+        vstep = jax.vmap(stepper.step, (0, 0, 0, None))
+        init = lambda k, p: jax.vmap(env.reset, (0, None))(jax.random.split(k, num_envs), p)  # noqa: E731
+        step = lambda k, s, a, p: vstep(jax.random.split(k, num_envs), s, a, p)  # noqa: E731
 
     def scan_body(states, key_t):
         k_act, k_env = jax.random.split(key_t)
-        ts = step(jax.random.split(k_env, num_envs), states, sample_batch(space, k_act, num_envs), params)
-        return ts.state if hasattr(ts, "state") else ts[1], (ts[2].sum(), (ts[3] | ts[4]).sum())
+        ts = step(k_env, states, sample_batch(space, k_act, num_envs), params)
+        return ts.state, (ts.reward.sum(), (ts.terminated | ts.truncated).sum())
 
     def rollout(key):
         k_reset, k_scan = jax.random.split(key)
-        _, states = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, num_envs), params)
+        _, states = init(k_reset, params)
         _, (r, done) = jax.lax.scan(scan_body, states, jax.random.split(k_scan, num_steps))
         return r.sum(), done.sum()
 
@@ -108,8 +97,9 @@ def make_rollout(env, num_envs: int, num_steps: int):
 PRNG_IMPL = "rbg"
 
 
-def bench_jax(env, num_envs: int, num_steps: int, repeats: int, prng: str | None = None) -> dict:
-    return _time_compiled(make_rollout(env, num_envs, num_steps), num_envs, num_steps, repeats, prng or PRNG_IMPL)
+def bench_jax(env, num_envs: int, num_steps: int, repeats: int, prng: str | None = None, reset: str = "vec") -> dict:
+    out = _time_compiled(make_rollout(env, num_envs, num_steps, reset), num_envs, num_steps, repeats, prng or PRNG_IMPL)
+    return out | {"reset": reset}
 
 
 def _time_compiled(rollout, num_envs: int, num_steps: int, repeats: int, prng: str = "threefry2x32") -> dict:
@@ -245,14 +235,13 @@ def main(argv=None) -> dict:
 
     results = {"jax": {}, "gymnasium": {}}
     for name, env in envs.items():
-        wrapped, reset_kind = _auto_reset(env)
         results["jax"][name] = []
         for n in num_envs:
-            r = bench_jax(wrapped, n, args.steps, args.repeats)
+            r = bench_jax(env, n, args.steps, args.repeats)
             results["jax"][name].append(r)
             print(f"jax  {name:12s} N={n:5d}  compile {r['compile_s']:6.2f}s  run {r['run_s_median']:7.4f}s  "
                   f"{r['steps_per_s']:14,.0f} steps/s")
-    notes.append(f"auto-reset: {reset_kind}")
+    notes.append("auto-reset: envs.wrappers.VecAutoReset (initial states drawn only for the ended environments)")
 
     g1 = bench_gym_single(args.gym_steps, args.repeats)
     print(f"gymnasium CartPole single env:        {g1['steps_per_s']:14,.0f} steps/s")
@@ -275,12 +264,15 @@ def main(argv=None) -> dict:
         results["gymnax_cartpole_4096"] = gx
 
     # Where the time goes at 4,096 envs: the same scan without auto-reset (states run on past the end;
-    # only the cost matters). Auto-reset draws a fresh threefry key and initial state per env and step.
-    abl = bench_jax(CartPole(), 4096, args.steps, args.repeats)
+    # only the cost matters), with the per-environment AutoReset (a fresh initial state drawn for every
+    # env at every step), and with threefry instead of rbg keys.
+    abl = bench_jax(CartPole(), 4096, args.steps, args.repeats, reset="none")
     print(f"jax  CartPole-v1  N= 4096  without auto-reset (ablation): {abl['steps_per_s']:14,.0f} steps/s")
     results["jax_ablation_cartpole_4096_no_autoreset"] = abl
-    wrapped, _ = _auto_reset(CartPole())
-    tf = bench_jax(wrapped, 4096, args.steps, args.repeats, prng="threefry2x32")
+    per_env = bench_jax(CartPole(), 4096, args.steps, args.repeats, reset="per_env")
+    print(f"jax  CartPole-v1  N= 4096  vmap(AutoReset) per env:      {per_env['steps_per_s']:14,.0f} steps/s")
+    results["jax_cartpole_4096_per_env_autoreset"] = per_env
+    tf = bench_jax(CartPole(), 4096, args.steps, args.repeats, prng="threefry2x32")
     print(f"jax  CartPole-v1  N= 4096  threefry keys:              {tf['steps_per_s']:14,.0f} steps/s")
     results["jax_cartpole_4096_threefry"] = tf
 
@@ -290,6 +282,7 @@ def main(argv=None) -> dict:
     } | {f"jax_cartpole_{n}_over_gym_single": jax_cp[n] / g1["steps_per_s"] for n in num_envs}
     ratios["jax_cartpole_4096_over_gym_numpy_vector_4096"] = jax_cp[4096] / gnp["steps_per_s"]
     ratios["jax_cartpole_4096_no_autoreset_over_gym_sync_vector_64"] = abl["steps_per_s"] / g64["steps_per_s"]
+    ratios["jax_cartpole_4096_per_env_autoreset_over_gym_sync_vector_64"] = per_env["steps_per_s"] / g64["steps_per_s"]
     ratios["jax_cartpole_4096_threefry_over_gym_sync_vector_64"] = tf["steps_per_s"] / g64["steps_per_s"]
     target = 100.0
     out = {

@@ -15,6 +15,7 @@ from envs.spaces import Box
 from envs.spaces import Discrete
 from envs.wrappers import AutoReset
 from envs.wrappers import Trajectory
+from envs.wrappers import VecAutoReset
 from envs.wrappers import rollout
 
 register_all()
