@@ -209,7 +209,7 @@ def _print_case(label, n, case):
     print(f"[overhead] {label} num_samples={n}: {parts}\n           ratios: {ratios}; hlo ops {case['hlo_ops']}", flush=True)
 
 
-def part1(cfg):
+def part1(cfg, cases=("random", "trajectory", "temporal")):
     results = {}
     spec = random_spec(cfg["random_nodes"], seed=0)
 
@@ -217,10 +217,12 @@ def part1(cfg):
         return hw.random_graph_surrogate(spec, est.analysis.position, n)
 
     label = f"random{cfg['random_nodes']}"
-    results[label] = overhead_case(
-        label, random_graph(spec), random_inputs(spec), tuple(s[0] for s in spec if s[1] == "input"),
-        {"hand": random_hand}, cfg["num_samples"], reps=cfg["reps"], max_seconds=cfg["max_seconds"])
-    results[label]["ops"] = {op: sum(s[1] == op for s in spec) for op in ("input", "det", "pathwise", "score_normal", "bernoulli", "cost")}
+    if "random" in cases:
+        results[label] = overhead_case(
+            label, random_graph(spec), random_inputs(spec), tuple(s[0] for s in spec if s[1] == "input"),
+            {"hand": random_hand}, cfg["num_samples"], reps=cfg["reps"], max_seconds=cfg["max_seconds"])
+        results[label]["ops"] = {op: sum(s[1] == op for s in spec)
+                                 for op in ("input", "det", "pathwise", "score_normal", "bernoulli", "cost")}
 
     horizon = cfg["horizon"]
 
@@ -231,11 +233,12 @@ def part1(cfg):
         return build
 
     label = f"trajectory{horizon}"
-    results[label] = overhead_case(
-        label, trajectory_graph(horizon), trajectory_inputs(), ("theta",),
-        {"hand": traj_hand(True), "hand_scan": traj_hand(False)}, cfg["num_samples"],
-        reps=cfg["reps"], max_seconds=cfg["max_seconds"])
-    results[label]["horizon"] = horizon
+    if "trajectory" in cases:
+        results[label] = overhead_case(
+            label, trajectory_graph(horizon), trajectory_inputs(), ("theta",),
+            {"hand": traj_hand(True), "hand_scan": traj_hand(False)}, cfg["num_samples"],
+            reps=cfg["reps"], max_seconds=cfg["max_seconds"])
+        results[label]["horizon"] = horizon
 
     # The same rollout as a scanned step graph: compile time independent of the horizon.
     horizon = cfg["temporal_horizon"]
@@ -247,11 +250,13 @@ def part1(cfg):
     label = f"temporal{horizon}"
     inputs = trajectory_inputs()
     inputs = {"theta": inputs["theta"], "s": inputs["s0"]}
-    results[label] = overhead_case(
-        label, temporal_trajectory(horizon), inputs, ("theta",), {"hand_scan": temporal_hand}, cfg["num_samples"],
-        reps=cfg["reps"], max_seconds=cfg["max_seconds"])
-    results[label]["horizon"] = horizon
-    return results
+    if "temporal" in cases:
+        results[label] = overhead_case(
+            label, temporal_trajectory(horizon), inputs, ("theta",), {"hand_scan": temporal_hand}, cfg["num_samples"],
+            reps=cfg["reps"], max_seconds=cfg["max_seconds"])
+        results[label]["horizon"] = horizon
+    when = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "loadavg_end": list(os.getloadavg())}
+    return {label: entry | when for label, entry in results.items()}
 
 
 # -- part 2: compile time against graph size ----------------------------------------------------------
@@ -396,6 +401,8 @@ def main(argv=None):
     parser.add_argument("--horizon", type=int, default=None,
                         help="rollout length of the trajectory graph in part 1 (default 50; 200 takes ~10 min "
                              "of XLA compilation per compiled function on 2 CPU cores)")
+    parser.add_argument("--cases", nargs="+", choices=("random", "trajectory", "temporal"),
+                        default=("random", "trajectory", "temporal"), help="which graphs part 1 times")
     args = parser.parse_args(argv)
     if args.report:
         with open(args.out) as f:
@@ -405,9 +412,15 @@ def main(argv=None):
     if args.horizon is not None:
         cfg["horizon"] = args.horizon
     start = time.perf_counter()
-    result = {"benchmark": "compiler", "quick": args.quick, "config": {**_util.environment(), **cfg}}
+    config = {**_util.environment(), **cfg, "cases": list(args.cases)}
+    result = {"benchmark": "compiler", "quick": args.quick, "config": config}
+    partial = args.part != "all" or set(args.cases) != {"random", "trajectory", "temporal"}
+    if partial and os.path.exists(args.out):  # a partial run updates its own entries of an existing file
+        with open(args.out) as f:
+            result = json.load(f)
+        result.setdefault("partial_runs", []).append(config)
     if args.part in ("all", "overhead"):
-        result["overhead"] = part1(cfg)
+        result["overhead"] = result.get("overhead", {}) | part1(cfg, args.cases)
     if args.part in ("all", "compile"):
         result["compile_time"] = part2(cfg)
     result["wall_s"] = time.perf_counter() - start

@@ -69,7 +69,6 @@ class CompiledGraph:
         self._plans: dict = {}
         self._kernels: dict = {}  # (kernel, *static arguments) -> jitted kernel, see _kernel
         self.trace_count = 0  # how many times a function was traced (for no-retrace tests)
-        self._grad_jit = None
 
     # -- planning -------------------------------------------------------------
     def _check_inputs(self, inputs) -> dict:
@@ -178,14 +177,16 @@ class CompiledGraph:
         Returns a dict keyed by input name (every floating-point input, or those
         in ``wrt``), each entry shaped like that input.
         """
-        if self._grad_jit is None:
-            self._grad_jit = jax.jit(self._traced_grad, static_argnums=(3, 4))
         wrt = wrt if wrt is None or isinstance(wrt, str) else tuple(wrt)
-        return self._grad_jit(inputs, key, observed, num_samples, wrt)
+        kernel = self._kernels.get((num_samples, wrt))
+        if kernel is None:
+            kernel = self._kernels[(num_samples, wrt)] = jax.jit(partial(self._traced_grad, num_samples, wrt))
+        return kernel(inputs, key, observed)
 
-    def _traced_grad(self, inputs, key, observed, num_samples, wrt):
+    def _traced_grad(self, num_samples, wrt, inputs, key, observed):
         """The body of :meth:`grad`: planning and checks run while tracing, so a call whose shapes were
-        seen before is one dispatch of jit's C++ cache, with no Python work of ours."""
+        seen before is a dict lookup and one dispatch of jit's C++ cache, with no Python work of ours
+        (static arguments are bound, not hashed by jit on each call)."""
         self.trace_count += 1
         plan = self.plan(inputs)
         wrt = self._wrt(plan, wrt)
