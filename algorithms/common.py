@@ -171,4 +171,5 @@ def fit_value(value, phi, opt: optax.GradientTransformation, opt_state, obs, tar
 
 
 def global_norm(tree) -> jax.Array:
-    return optax.global_norm(tree)
+    """``sqrt(Σ x²)`` over every leaf (the norm ``clip_by_global_norm`` uses)."""
+    return optax.tree_utils.tree_norm(tree)

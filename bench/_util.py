@@ -54,6 +54,38 @@ def interleaved(fns: dict[str, Callable], args: tuple, *, reps: int = 200, warmu
     return {name: summary(s) for name, s in samples.items()}
 
 
+def compiled_training_run(make, num_envs: int, iterations: int):
+    """Compile ``run_all(states, iterations)`` of ``make({"num_envs": num_envs})``; ``(compiled, states, timings)``.
+
+    ``make`` is an ``algorithms.make_train``-style factory returning ``(init_all, run_all)``.
+    """
+    init_all, run_all = make({"num_envs": num_envs})
+    states = jax.block_until_ready(init_all(jax.random.split(jax.random.key(0), 1)))
+    t0 = time.perf_counter()
+    lowered = run_all.lower(states, iterations)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    return compiled, states, {"trace_s": t1 - t0, "xla_compile_s": t2 - t1}
+
+
+def training_throughput(makers: dict, num_envs: int, horizon: int, iterations: int, reps: int,
+                        max_seconds: float) -> dict:
+    """Whole training iterations of ``makers["scg"]`` vs ``makers["handwritten"]``, interleaved; env steps per second."""
+    fns, compile_times = {}, {}
+    for name, make in makers.items():
+        compiled, states, compile_times[name] = compiled_training_run(make, num_envs, iterations)
+        fns[name] = (lambda c, s: lambda: c(s))(compiled, states)
+    timing = interleaved(fns, (), reps=reps, warmup=1, max_seconds=max_seconds)
+    steps = num_envs * horizon * iterations
+    out = {"num_envs": num_envs, "horizon": horizon, "iterations_per_call": iterations, "env_steps_per_call": steps}
+    for name in fns:
+        out[name] = {**timing[name], **compile_times[name], "steps_per_s": steps / timing[name]["median_s"]}
+    out["ratio_scg_over_handwritten_time"] = timing["scg"]["median_s"] / timing["handwritten"]["median_s"]
+    out["within_5_percent"] = out["ratio_scg_over_handwritten_time"] <= 1.05
+    return out
+
+
 def summary(samples) -> dict:
     s = np.asarray(samples)
     return {

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import gymnasium
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing

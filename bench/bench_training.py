@@ -104,35 +104,13 @@ def check_same_gradient(num_envs: int = 16, horizon: int = 50, seed: int = 0) ->
 
 
 # -- part 1: throughput ------------------------------------------------------------------------------------
-def _compiled_run(make, num_envs: int, iterations: int):
-    init_all, run_all = make({"num_envs": num_envs})
-    states = jax.block_until_ready(init_all(jax.random.split(jax.random.key(0), 1)))
-    t0 = time.perf_counter()
-    lowered = run_all.lower(states, iterations)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    return compiled, states, {"trace_s": t1 - t0, "xla_compile_s": t2 - t1}
-
-
 def throughput(num_envs: int, iterations: int, reps: int, max_seconds: float) -> dict:
     """Whole training iterations, compiled graph vs hand-written, interleaved; env steps per second."""
     makers = {
         "scg": lambda c: make_train("reinforce", ENV, PARAMS, c),
         "handwritten": lambda c: hw.make_train(ENV, PARAMS, c),
     }
-    fns, compile_times = {}, {}
-    for name, make in makers.items():
-        compiled, states, compile_times[name] = _compiled_run(make, num_envs, iterations)
-        fns[name] = (lambda c, s: lambda: c(s))(compiled, states)
-    timing = _util.interleaved(fns, (), reps=reps, warmup=1, max_seconds=max_seconds)
-    steps = num_envs * HORIZON * iterations
-    out = {"num_envs": num_envs, "horizon": HORIZON, "iterations_per_call": iterations, "env_steps_per_call": steps}
-    for name in fns:
-        out[name] = {**timing[name], **compile_times[name], "steps_per_s": steps / timing[name]["median_s"]}
-    out["ratio_scg_over_handwritten_time"] = timing["scg"]["median_s"] / timing["handwritten"]["median_s"]
-    out["within_5_percent"] = out["ratio_scg_over_handwritten_time"] <= 1.05
-    return out
+    return _util.training_throughput(makers, num_envs, HORIZON, iterations, reps, max_seconds)
 
 
 def breakdown(num_envs: int, reps: int, max_seconds: float, diagnostics: bool) -> dict:

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
 import scg  # noqa: E402
-from scg import dist, testing  # noqa: E402
+from scg import testing  # noqa: E402
 from tests.scg.test_relaxed import (  # noqa: E402
     A,
     B,

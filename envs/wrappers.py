@@ -30,7 +30,23 @@ class Trajectory(NamedTuple):
     next_obs: jax.Array  # s_{t+1}, before any reset
 
 
-class AutoReset(Environment):
+class _Delegating:
+    """Params and spaces of the wrapped ``self.env`` (the spaces of one environment, also for a batch)."""
+
+    env: Environment
+
+    @property
+    def default_params(self):
+        return self.env.default_params
+
+    def observation_space(self, params):
+        return self.env.observation_space(params)
+
+    def action_space(self, params):
+        return self.env.action_space(params)
+
+
+class AutoReset(_Delegating, Environment):
     """Reset inside ``step`` when an episode ends, branch-free so it runs under ``jit``/``vmap``/``scan``.
 
     The returned obs and state are the reset ones when ``terminated | truncated``;
@@ -50,16 +66,6 @@ class AutoReset(Environment):
     def __init__(self, env: Environment):
         self.env = env
         self.name = env.name
-
-    @property
-    def default_params(self):
-        return self.env.default_params
-
-    def observation_space(self, params):
-        return self.env.observation_space(params)
-
-    def action_space(self, params):
-        return self.env.action_space(params)
 
     def reset_env(self, key, params):
         return self.env.reset_env(key, params)
@@ -83,7 +89,7 @@ def _where_done(done: jax.Array, reset, keep):
     return jax.tree_util.tree_map(pick, reset, keep)
 
 
-class VecAutoReset:
+class VecAutoReset(_Delegating):
     """``num_envs`` copies of an environment stepped in lock-step, with auto-reset drawn only for the ended ones.
 
     ``AutoReset`` works on one environment, so under ``vmap`` every environment
@@ -104,7 +110,8 @@ class VecAutoReset:
     the same distribution, not the same numbers.
 
     The interface is batched: one key per call, leading axis ``num_envs`` on
-    ``obs``, ``state``, ``action``, ``reward`` and the flags; the finished
+    ``obs``, ``state``, ``action``, ``reward`` and the flags (the spaces are
+    those of one environment); the finished
     episode's last observation is ``info["final_obs"]`` as in ``AutoReset``.
 
     Args:
@@ -132,18 +139,6 @@ class VecAutoReset:
         self.max_resets = -(-self.num_envs // 16) if max_resets is None else int(max_resets)
         if not 1 <= self.max_resets <= self.num_envs:
             raise ValueError(f"VecAutoReset: max_resets must be in [1, num_envs={self.num_envs}], got {max_resets}")
-
-    @property
-    def default_params(self):
-        return self.env.default_params
-
-    def observation_space(self, params):
-        """The space of one environment's observation (the batch adds a leading ``num_envs`` axis)."""
-        return self.env.observation_space(params)
-
-    def action_space(self, params):
-        """The space of one environment's action (the batch adds a leading ``num_envs`` axis)."""
-        return self.env.action_space(params)
 
     def _reset_batch(self, key, n, params):
         return jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(key, n), params)
