@@ -298,6 +298,11 @@ class _DeferredInterrupt:
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
+    def stop_requested(self) -> bool:
+        """Whether Ctrl-C was pressed. A call, so that a signal another thread received has run its handler
+        (CPython runs pending handlers on the main thread when a Python function starts)."""
+        return self.requested
+
     def __exit__(self, *exc):
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
@@ -365,7 +370,7 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                     bar.set_postfix(mean_return=f"{mean_return:.1f}")
                 if on_chunk is not None:
                     on_chunk(prog)
-                if stop.requested:
+                if stop.stop_requested():
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True
