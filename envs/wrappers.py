@@ -94,7 +94,7 @@ class VecAutoReset(_Delegating):
 
     ``AutoReset`` works on one environment, so under ``vmap`` every environment
     draws a fresh initial state at every step and keeps it only where its
-    episode ended: on CPU that PRNG work costs more than the dynamics (3.5x
+    episode ended: on CPU that PRNG work costs more than the dynamics (about 4x
     the time of CartPole without reset at 4,096 environments, bench/README.md).
     This wrapper sees the whole batch, so it can do better and stay exact: it
     gathers the indices of the ended environments (``jnp.nonzero`` with a

@@ -202,8 +202,10 @@ def test_resume_can_extend_a_finished_run(tiny_run, tmp_path):
 def test_ctrl_c_stops_at_the_next_chunk_boundary(tmp_path, capsys):
     """A real SIGINT during a chunk: the chunk finishes, is written, and the run stops there.
 
-    Sent to the process (``os.kill``), as a terminal's Ctrl-C is, not to the main
-    thread alone: any thread that does not block SIGINT may receive it.
+    Sent to the process (``os.kill``), as a terminal's Ctrl-C is. Python's
+    default SIGINT handler is installed for the test: a process started in the
+    background by a non-interactive shell (``cmd &``) inherits SIGINT *ignored*,
+    and ``train`` rightly leaves an ignored SIGINT be (see the next test).
     """
     import os
     import signal
@@ -213,13 +215,37 @@ def test_ctrl_c_stops_at_the_next_chunk_boundary(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     runs.write_json(run_dir / runs.CONFIG, config)
-    handler_before = signal.getsignal(signal.SIGINT)
     send = lambda prog: prog["iteration"] == 1 and os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
-    result = runs.train(run_dir, config, progress=False, on_chunk=send)
-    assert result["interrupted"] and result["iteration"] == 1, (result, handler_before)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = runs.train(run_dir, config, progress=False, on_chunk=send)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    assert result["interrupted"] and result["iteration"] == 1
     assert "stopping after this chunk" in capsys.readouterr().err
     assert [r["iteration"] for r in runs.read_metrics(run_dir)] == [1, 1]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    """Under ``nohup``-like setups SIGINT is ignored on purpose: training neither installs a handler nor stops."""
+    import os
+    import signal
+
+    config = runs.resolve_config("reinforce", "CartPole-v1", seeds=1, steps=2 * STEPS_PER_ITER, chunk=1,
+                                 overrides={"num_envs": 2, "horizon": 16, "hidden": [8], "value_epochs": 2})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    runs.write_json(run_dir / runs.CONFIG, config)
+    seen = []
+    send = lambda prog: seen.append(signal.getsignal(signal.SIGINT)) or os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = runs.train(run_dir, config, progress=False, on_chunk=send)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    assert not result["interrupted"] and result["iteration"] == 2
+    assert seen == [signal.SIG_IGN, signal.SIG_IGN]
 
 
 def test_tuned_configs_apply_unless_overridden():
