@@ -426,6 +426,8 @@ def main(argv=None):
     parser.add_argument("--horizon", type=int, default=None,
                         help="rollout length of the trajectory graph in part 1 (default 50; 200 takes ~10 min "
                              "of XLA compilation per compiled function on 2 CPU cores)")
+    parser.add_argument("--xla-max-nodes", type=int, default=None,
+                        help="in part 2, run XLA's compile up to this many nodes (default 300; 1,000 adds ~5 min)")
     parser.add_argument("--cases", nargs="+", choices=("random", "trajectory", "temporal"),
                         default=("random", "trajectory", "temporal"), help="which graphs part 1 times")
     args = parser.parse_args(argv)
@@ -436,6 +438,9 @@ def main(argv=None):
     cfg = dict(CONFIGS["quick" if args.quick else "full"])
     if args.horizon is not None:
         cfg["horizon"] = args.horizon
+    if args.xla_max_nodes is not None:
+        cfg["xla_max_nodes"] = {"chain": args.xla_max_nodes, "random": args.xla_max_nodes}
+        cfg["hand_xla_max_nodes"] = args.xla_max_nodes
     start = time.perf_counter()
     config = {**_util.environment(), **cfg, "cases": list(args.cases)}
     result = {"benchmark": "compiler", "quick": args.quick, "config": config}
