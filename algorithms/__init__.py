@@ -1,9 +1,9 @@
 """Reinforcement-learning algorithms as stochastic computation graphs plus optimizers."""
-from algorithms import a2c
-from algorithms import ppo
-from algorithms import reinforce
-from algorithms import trpo
-from algorithms import cem, search_gradient  # noqa: E401  (CEM and the search-gradient methods share one graph)
-from algorithms.base import ALGORITHMS
-from algorithms.base import Algorithm
-from algorithms.train import make_train
+from scg.algorithms import a2c
+from scg.algorithms import ppo
+from scg.algorithms import reinforce
+from scg.algorithms import trpo
+from scg.algorithms import cem, search_gradient  # noqa: E401  (CEM and the search-gradient methods share one graph)
+from scg.algorithms.base import ALGORITHMS
+from scg.algorithms.base import Algorithm
+from scg.algorithms.train import make_train

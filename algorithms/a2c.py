@@ -1,7 +1,7 @@
 """Advantage actor-critic, synchronous (A2C; "advantage actor-critic" slide; Mnih et al. 2016 without the asynchrony).
 
 Each iteration: run ``num_envs`` environments for a short ``horizon`` ``T``
-inside the compiled graph (:func:`algorithms.mdp.mdp_graph`), then one optax
+inside the compiled graph (:func:`scg.algorithms.mdp.mdp_graph`), then one optax
 step on ``θ`` and ``φ`` together. Both gradients come from the same compiled
 surrogate, whose terms are the slide's loss::
 
@@ -14,10 +14,10 @@ with ``-V_φ`` after the last step and on truncation, never across an episode
 boundary) minus the baseline ``-V_φ(s_t)``; the critic is a loss node
 (``critic_loss=c``) regressing ``-V_φ(s_t)`` onto the same ``G_t``; the entropy
 bonus is a loss node (``entropy_bonus=β``). The value loss is part of the one
-objective, not a separate fit as in :mod:`algorithms.reinforce`.
+objective, not a separate fit as in :mod:`scg.algorithms.reinforce`.
 
 ``update(state, observed=None)`` takes the batch from either collector, as in
-:mod:`algorithms.reinforce`.
+:mod:`scg.algorithms.reinforce`.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from algorithms.base import Algorithm, register
-from algorithms.common import RolloutState, compile_mdp, estimate, init_params, report, reset_envs
+from scg.algorithms.base import Algorithm, register
+from scg.algorithms.common import RolloutState, compile_mdp, estimate, init_params, report, reset_envs
 
 DEFAULT_CONFIG = dict(
     num_envs=16,

@@ -9,7 +9,7 @@ An algorithm is a graph plus an optimizer, written as a pair of pure functions
 ``metrics`` is a dict of scalars with at least ``env_steps`` (this
 iteration), ``mean_return`` (over the last 20 finished episodes), ``episodes``
 (finished so far), ``loss`` and ``grad_norm``. ``update`` runs under ``jit``
-and inside ``lax.scan`` over iterations (``algorithms.train``).
+and inside ``lax.scan`` over iterations (``scg.algorithms.train``).
 """
 from __future__ import annotations
 

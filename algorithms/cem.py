@@ -1,6 +1,6 @@
 """The cross-entropy method on policy parameters (Szita & Lőrincz 2006; "cross entropy method" slide).
 
-The graph (:func:`parameter_graph`), shared with :mod:`algorithms.search_gradient`::
+The graph (:func:`parameter_graph`), shared with :mod:`scg.algorithms.search_gradient`::
 
     mu, log_sigma ──► theta ~ N(mu, diag(exp(log_sigma))²)        (score function: theta blocks, Condition 1)
     zeta (simulated) ─┐                                            (the episode's noise: reset and step keys)
@@ -21,7 +21,7 @@ The refit maximises the slide's cross-entropy objective
 ``(1/n) Σ_i f(R_i) log P_{μ,σ}(θ_i)`` with ``f(R) = 1[R among the top ρ n]``
 (before the noise is added). Policies act greedily (``greedy=True``: argmax of
 the logits, or the Gaussian mean), as in classical CEM, which scores fixed
-controllers; the parameters are those of :func:`algorithms.networks.make_policy`
+controllers; the parameters are those of :func:`scg.algorithms.networks.make_policy`
 flattened with ``ravel_pytree`` (``hidden=()``: a linear policy).
 
 Metrics: ``env_steps`` counts the steps of the episodes (each ends at its first
@@ -45,10 +45,10 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import scg
-from algorithms.base import Algorithm, register
-from algorithms.common import global_norm
-from algorithms.networks import make_policy
-from envs.wrappers import rollout
+from scg.algorithms.base import Algorithm, register
+from scg.algorithms.common import global_norm
+from scg.algorithms.networks import make_policy
+from scg.envs.wrappers import rollout
 
 DEFAULT_CONFIG = dict(
     population=50,  # n: episodes (parameter draws) per iteration

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import optax
 
 import scg
-from algorithms import episodes
-from algorithms.mdp import mdp_graph
-from algorithms.networks import make_policy, make_value
-from envs.core import Environment
+from scg.algorithms import episodes
+from scg.algorithms.mdp import mdp_graph
+from scg.algorithms.networks import make_policy, make_value
+from scg.envs.core import Environment
 
 
 class RolloutState(NamedTuple):
@@ -23,7 +23,7 @@ class RolloutState(NamedTuple):
 
 
 def reset_envs(env, env_params, key, num_envs: int, window: int = 20) -> RolloutState:
-    """Reset ``num_envs`` copies of a JAX env; for a host env (``envs.host.HostEnv``), whose envs live on the
+    """Reset ``num_envs`` copies of a JAX env; for a host env (``scg.envs.host.HostEnv``), whose envs live on the
     host, placeholders of the shapes the graph carries (every update then observes the recorded trajectory)."""
     if not isinstance(env, Environment):
         obs, state = _example_carry(env, env_params)
@@ -36,7 +36,7 @@ def reset_envs(env, env_params, key, num_envs: int, window: int = 20) -> Rollout
 def _spaces(env, env_params):
     if isinstance(env, Environment):
         return env.observation_space(env_params), env.action_space(env_params)
-    return env.observation_space, env.action_space  # envs.host.HostEnv: attributes
+    return env.observation_space, env.action_space  # scg.envs.host.HostEnv: attributes
 
 
 def _example_carry(env, env_params):
@@ -59,7 +59,7 @@ def compile_mdp(env, env_params, config: dict, **graph_options) -> MDPEstimator:
     """Build and compile the MDP graph of ``config`` (``hidden``, ``horizon``, ``discount``, ``num_envs``;
     optional ``value_hidden``: the value network's layers when they differ from the policy's).
 
-    ``env`` is a JAX env or an ``envs.host.HostEnv`` (``env_params`` None): see :func:`algorithms.mdp.mdp_graph`.
+    ``env`` is a JAX env or an ``scg.envs.host.HostEnv`` (``env_params`` None): see :func:`scg.algorithms.mdp.mdp_graph`.
     """
     obs_space, action_space = _spaces(env, env_params)
     policy = make_policy(obs_space, action_space, config["hidden"])
@@ -125,13 +125,12 @@ def sample(
     ``observed`` as in :func:`estimate` (a host-collected batch: ``observed_from_trajectory(traj)``).
     """
     inputs, carry = mdp_inputs(params, rollout)
-    program = mdp.compiled.plan(inputs).program
-    terms = program.batch_terms(inputs, key, rollout.obs.shape[0], fixed={**carry, **(observed or {})})
-    return inputs, jax.lax.stop_gradient(Batch(terms.values, terms.log_probs))
+    batch = mdp.compiled.sample_batch(inputs, key, num_samples=rollout.obs.shape[0], observed={**carry, **(observed or {})})
+    return inputs, Batch(batch.values, batch.log_probs)
 
 
 def report(rollout: RolloutState, values: dict, *, loss: jax.Array, grads) -> tuple[RolloutState, dict]:
-    """Advance ``rollout`` past the batch ``values`` and the metrics every algorithm reports (``algorithms.base``)."""
+    """Advance ``rollout`` past the batch ``values`` and the metrics every algorithm reports (``scg.algorithms.base``)."""
     rollout = advance(rollout, values)
     metrics = {
         "env_steps": jnp.asarray(values["r"].size, jnp.float32),

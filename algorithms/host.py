@@ -1,8 +1,8 @@
 """Training on trajectories collected on the host: any gymnasium env, the same compiled update (issue 4, path (b)).
 
-The JAX path (:mod:`algorithms.train`) samples a batch inside the compiled
+The JAX path (:mod:`scg.algorithms.train`) samples a batch inside the compiled
 graph. Here ``N`` copies of a gymnasium env run on the host
-(:class:`envs.host.HostEnv`), the policy acting through a jitted, batched
+(:class:`scg.envs.host.HostEnv`), the policy acting through a jitted, batched
 sampler; the recorded ``Trajectory`` (actions, rewards, ``terminated`` /
 ``truncated`` flags, observations) goes to the algorithm's own
 ``update(state, observed)`` as observed values of the graph built in host mode
@@ -24,10 +24,10 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
-from algorithms.base import ALGORITHMS
-from algorithms.mdp import observed_from_trajectory
-from algorithms.networks import make_policy
-from envs.host import HostEnv
+from scg.algorithms.base import ALGORITHMS
+from scg.algorithms.mdp import observed_from_trajectory
+from scg.algorithms.networks import make_policy
+from scg.envs.host import HostEnv
 
 
 class HostTrainer(NamedTuple):
@@ -61,7 +61,7 @@ def train(algo_name: str, env_id: str, config: dict | None = None, *, seeds=(0,)
     """Train one run per seed (one after another) on ``env_id`` stepped by gymnasium on the host.
 
     Returns ``(states, metrics)``: a list of final states and a dict of numpy
-    arrays ``[seeds, iterations]`` (the layout of :func:`algorithms.make_train`).
+    arrays ``[seeds, iterations]`` (the layout of :func:`scg.algorithms.make_train`).
     Sub-env ``i`` of seed ``s`` is seeded with ``10_000 s + i``.
     """
     config = {**ALGORITHMS[algo_name].default_config, **(config or {})}

@@ -9,7 +9,7 @@ One step of the graph::
 
 Costs are negative rewards. The same graph serves both ways of collecting
 data: with a JAX environment the ``transition`` node calls ``env.step`` inside
-the compiled scan; with trajectories collected on the host (``envs.host``),
+the compiled scan; with trajectories collected on the host (``scg.envs.host``),
 the caller passes the recorded actions and transitions as ``observed`` values
 and the log-probabilities are recomputed in the compiled update.
 """
@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 
 import scg
-from algorithms.networks import Policy, ValueFn
-from envs.core import Environment
-from envs.wrappers import AutoReset, Trajectory
+from scg.algorithms.networks import Policy, ValueFn
+from scg.envs.core import Environment
+from scg.envs.wrappers import AutoReset, Trajectory
 
 
 class Transition(NamedTuple):
@@ -53,8 +53,8 @@ def mdp_graph(
 ) -> scg.Temporal:
     """The temporal graph of ``horizon`` steps of ``env`` under ``policy``.
 
-    ``env`` is a JAX :class:`envs.Environment` (stepped inside the graph) or an
-    :class:`envs.HostEnv` (then every call must observe ``a`` and ``transition``:
+    ``env`` is a JAX :class:`scg.envs.Environment` (stepped inside the graph) or an
+    :class:`scg.envs.HostEnv` (then every call must observe ``a`` and ``transition``:
     see :func:`observed_from_trajectory`).
 
     Inputs: ``theta`` (policy), ``phi`` (value; present when ``value`` is given),
@@ -77,7 +77,7 @@ def mdp_graph(
             ts = stepper.step(key, state, action, env_params)
             return Transition(ts.obs, ts.state, ts.reward, ts.terminated, ts.truncated, ts.info["final_obs"])
 
-    else:  # host-collected data (envs.host.HostEnv): transitions are always observed, never simulated here
+    else:  # host-collected data (scg.envs.host.HostEnv): transitions are always observed, never simulated here
         zeros = jnp.zeros(env.observation_space.shape, jnp.float32)
 
         def transition(key, state, action):

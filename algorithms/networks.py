@@ -7,7 +7,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from envs.spaces import Box, Discrete
+from scg.envs.spaces import Box, Discrete
 from scg import dist
 
 

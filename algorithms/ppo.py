@@ -5,8 +5,8 @@ surrogate of TRPO's slide (Eq. 1), ``Σ_n ρ_n Â_n`` with
 ``ρ_n = π_θ(a_n|s_n) / π_θold(a_n|s_n)``, by several epochs of SGD on one
 batch, keeping ``π_θ`` near ``π_θold``. Each iteration:
 
-1. **Rollout** (:func:`algorithms.common.sample`): ``num_envs × horizon`` steps of
-   the compiled MDP graph (:func:`algorithms.mdp.mdp_graph`) at ``θ_old``, no
+1. **Rollout** (:func:`scg.algorithms.common.sample`): ``num_envs × horizon`` steps of
+   the compiled MDP graph (:func:`scg.algorithms.mdp.mdp_graph`) at ``θ_old``, no
    gradient; the same pass records ``log π_θold(a_t|s_t)``.
 2. **Advantages** (``compiled.advantages``): the policy node is credited by
    GAE(γ, λ) (Schulman 2016, Ch. 4, Eq. 26), ``Â_t = Σ_l (γλ)^l δ^V_{t+l}``,
@@ -40,9 +40,9 @@ pure, fixed rescaling, so the critic's targets stay O(1) on Pendulum.
 
 Example::
 
-    env, env_params = envs.registry.make("CartPole-v1")
+    env, env_params = scg.envs.registry.make("CartPole-v1")
     init, update = make(env, env_params, {"num_envs": 8})
-    state, metrics = jax.jit(update)(init(jax.random.key(0)))   # or algorithms.make_train("ppo", ...)
+    state, metrics = jax.jit(update)(init(jax.random.key(0)))   # or scg.algorithms.make_train("ppo", ...)
 """
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from algorithms.base import Algorithm, register
-from algorithms.common import RolloutState, compile_mdp, global_norm, init_params, report, reset_envs, sample
+from scg.algorithms.base import Algorithm, register
+from scg.algorithms.common import RolloutState, compile_mdp, global_norm, init_params, report, reset_envs, sample
 from scg.dist import kl_divergence
 
 DEFAULT_CONFIG = dict(

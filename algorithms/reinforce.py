@@ -1,7 +1,7 @@
 """REINFORCE with a learned state-value baseline (Schulman 2016, Eq. 44; "vanilla policy gradient" slide).
 
 Each iteration: run ``num_envs`` environments for ``horizon`` steps inside the
-compiled graph (:func:`algorithms.mdp.mdp_graph`); the compiler's surrogate
+compiled graph (:func:`scg.algorithms.mdp.mdp_graph`); the compiler's surrogate
 gives ``Σ_t ∇log π(a_t|s_t) (Q̂_t − b(s_t))`` with ``Q̂_t`` the discounted cost
 to go (no credit across episode boundaries; ``−V`` bootstraps where an episode
 is cut by the time limit or the end of the rollout) and ``b = −V_φ``; take an
@@ -11,7 +11,7 @@ iterations.
 
 ``update(state, observed=None)`` is the one update path for both collectors:
 with a JAX env the batch is sampled inside the compiled graph; with a host env
-(``envs.host.HostEnv``, driven by :mod:`algorithms.host`) pass
+(``scg.envs.host.HostEnv``, driven by :mod:`scg.algorithms.host`) pass
 ``observed=observed_from_trajectory(traj)`` and the same compiled function
 recomputes the log-probabilities on the recorded batch.
 """
@@ -22,8 +22,8 @@ from typing import NamedTuple
 import jax
 import optax
 
-from algorithms.base import Algorithm, register
-from algorithms.common import RolloutState, compile_mdp, estimate, fit_value, init_params, report, reset_envs
+from scg.algorithms.base import Algorithm, register
+from scg.algorithms.common import RolloutState, compile_mdp, estimate, fit_value, init_params, report, reset_envs
 
 DEFAULT_CONFIG = dict(
     num_envs=8,

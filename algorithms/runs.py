@@ -9,7 +9,7 @@ A run lives in ``runs/<name>/``::
                          with a leading seed axis; ``load_params(run_dir)`` rebuilds the nested dict
     learning_curve.png   mean return vs environment steps, mean ± one standard deviation over seeds
 
-Training is :func:`algorithms.make_train`: each chunk of ``chunk`` iterations
+Training is :func:`scg.algorithms.make_train`: each chunk of ``chunk`` iterations
 is one ``jit`` of a ``lax.scan`` (seeds ``vmap``-ed), so the host only sees the
 state between chunks, where it writes metrics, the checkpoint and the progress
 bar. A checkpoint holds every leaf of the state pytree, PRNG keys as their raw
@@ -35,9 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algorithms.base import ALGORITHMS
-from algorithms.train import make_train
-from envs import registry
+from scg.algorithms.base import ALGORITHMS
+from scg.algorithms.train import make_train
+from scg.envs import registry
 
 CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "checkpoint.npz"
 PARAMS, CURVE = "params.npz", "learning_curve.png"

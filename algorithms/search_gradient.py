@@ -1,6 +1,6 @@
 """Score-function gradient ascent on the parameter distribution, plain and antithetic ("stochastic gradient ascent on distribution" slides).
 
-The graph is CEM's (:func:`algorithms.cem.parameter_graph`): ``θ ~ N(μ, σ²)``,
+The graph is CEM's (:func:`scg.algorithms.cem.parameter_graph`): ``θ ~ N(μ, σ²)``,
 one episode per ``θ``, cost ``-R``. With ``estimator="score"`` on ``θ`` the
 compiler's gradient of ``E_{θ,ζ}[-R(θ, ζ)]`` with respect to ``μ`` (and
 ``log σ`` if ``learn_sigma``) is the slide's estimator (Schulman 2017,
@@ -32,7 +32,7 @@ compiled function's values (for the metrics below).
 The update is an optax Adam step (descent on the cost). Metrics:
 ``env_steps`` the steps of all episodes of the iteration; ``mean_return``
 the mean return of the last 20 evaluated episodes (population members, as
-in :mod:`algorithms.cem`); ``loss`` the batch mean of ``-R`` (the Monte Carlo
+in :mod:`scg.algorithms.cem`); ``loss`` the batch mean of ``-R`` (the Monte Carlo
 objective); ``grad_norm`` the norm of the estimated gradient.
 """
 from __future__ import annotations
@@ -45,9 +45,9 @@ import jax.numpy as jnp
 import optax
 
 import scg
-from algorithms.base import Algorithm, register
-from algorithms.cem import Recent, compile_search, push_recent
-from algorithms.common import global_norm
+from scg.algorithms.base import Algorithm, register
+from scg.algorithms.cem import Recent, compile_search, push_recent
+from scg.algorithms.common import global_norm
 from scg.errors import GraphError
 
 DEFAULT_CONFIG = dict(

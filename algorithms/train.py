@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from algorithms.base import ALGORITHMS
+from scg.algorithms.base import ALGORITHMS
 
 
 def make_train(algo_name: str, env, env_params, config: dict | None = None):

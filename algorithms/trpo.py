@@ -3,7 +3,7 @@
 Each iteration is the pseudocode of §4.6.1:
 
 1. run ``num_envs`` environments for ``horizon`` steps in the compiled MDP graph
-   (:func:`algorithms.mdp.mdp_graph` with ``gae_lambda=λ``) at ``θ_i``, without a gradient;
+   (:func:`scg.algorithms.mdp.mdp_graph` with ``gae_lambda=λ``) at ``θ_i``, without a gradient;
 2. GAE advantages ``Â_t = Σ_l (γλ)^l δ_t+l`` (Eq. 26) with the value function ``V_φi`` from
    *before* its refit (the order §4.6.1 insists on), by ``compiled.advantages`` (cost units:
    ``Â`` here is minus the reward advantage);
@@ -22,7 +22,7 @@ Each iteration is the pseudocode of §4.6.1:
    TD(λ) targets ``V_φi(s_t) + Â_t`` of §4.5's footnote (``"lambda"``).
 
 Policies (§3.13): categorical for discrete actions; Gaussian with a state-independent
-log-std for continuous ones (:func:`algorithms.networks.make_policy`).
+log-std for continuous ones (:func:`scg.algorithms.networks.make_policy`).
 
 Two ways to batch, both with the same update:
 
@@ -46,7 +46,7 @@ Deviations from the thesis, on purpose:
   the thesis has whole episodes.
 
 ``update(state, observed=None, *, hyper=None)``: ``observed`` takes a host-collected batch as in
-:mod:`algorithms.reinforce`. ``hyper={"discount": γ, "gae_lambda": λ}`` replaces the graph's static
+:mod:`scg.algorithms.reinforce`. ``hyper={"discount": γ, "gae_lambda": λ}`` replaces the graph's static
 γ and λ by (possibly traced) values, so that a sweep (``bench/gae_figure8.py``) can ``vmap`` over
 them in one compilation; it computes the same quantities with the same library functions
 (:func:`scg.returns.gae`, :func:`scg.returns.cost_to_go`) the compiled graph uses.
@@ -58,10 +58,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from algorithms import episodes
-from algorithms.base import Algorithm, register
-from algorithms.common import RolloutState, compile_mdp, global_norm, init_params, report, reset_envs, sample
-from envs.core import Environment
+from scg.algorithms import episodes
+from scg.algorithms.base import Algorithm, register
+from scg.algorithms.common import RolloutState, compile_mdp, global_norm, init_params, report, reset_envs, sample
+from scg.envs.core import Environment
 from scg import returns
 from scg.dist import Categorical, Normal, kl_divergence
 from scg.trust_region import (

@@ -57,7 +57,7 @@ def interleaved(fns: dict[str, Callable], args: tuple, *, reps: int = 200, warmu
 def compiled_training_run(make, num_envs: int, iterations: int):
     """Compile ``run_all(states, iterations)`` of ``make({"num_envs": num_envs})``; ``(compiled, states, timings)``.
 
-    ``make`` is an ``algorithms.make_train``-style factory returning ``(init_all, run_all)``.
+    ``make`` is an ``scg.algorithms.make_train``-style factory returning ``(init_all, run_all)``.
     """
     init_all, run_all = make({"num_envs": num_envs})
     states = jax.block_until_ready(init_all(jax.random.split(jax.random.key(0), 1)))

@@ -1,9 +1,9 @@
 """Environment steps per second: the JAX environments against gymnasium's CartPole.
 
-For CartPole-v1 (``envs.classic_control``) and HandMass (``envs.paper``),
+For CartPole-v1 (``scg.envs.classic_control``) and HandMass (``scg.envs.paper``),
 at 1, 64, 1,024 and 4,096 parallel environments: random actions, one jitted
 ``lax.scan`` over ``--steps`` steps of a ``vmap`` over environments, with
-auto-reset (``envs.wrappers.VecAutoReset``; at 4,096 CartPoles also the
+auto-reset (``scg.envs.wrappers.VecAutoReset``; at 4,096 CartPoles also the
 per-environment ``AutoReset`` and no reset at all, to show where the time
 goes). Compile time is measured apart (``lower().compile()``);
 run time is the median of ``--repeats`` calls, each ended by
@@ -35,9 +35,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from envs.classic_control import CartPole  # noqa: E402
-from envs.spaces import Discrete  # noqa: E402
-from envs.wrappers import AutoReset, VecAutoReset  # noqa: E402
+from scg.envs.classic_control import CartPole  # noqa: E402
+from scg.envs.spaces import Discrete  # noqa: E402
+from scg.envs.wrappers import AutoReset, VecAutoReset  # noqa: E402
 
 NUM_ENVS = (1, 64, 1024, 4096)
 RESULTS = Path(__file__).resolve().parent / "results" / "envs.json"
@@ -56,10 +56,10 @@ def make_rollout(env, num_envs: int, num_steps: int, reset: str = "vec"):
 
     Per step, one key gives the actions of all environments (``sample_batch``). ``reset``:
 
-    * ``"vec"``: ``envs.wrappers.VecAutoReset``, one key per step for the batch;
+    * ``"vec"``: ``scg.envs.wrappers.VecAutoReset``, one key per step for the batch;
       initial states are drawn only for the ended environments (the library's
       way to run many environments);
-    * ``"per_env"``: ``vmap`` of ``envs.wrappers.AutoReset``, one key per
+    * ``"per_env"``: ``vmap`` of ``scg.envs.wrappers.AutoReset``, one key per
       environment, a reset drawn for every environment at every step;
     * ``"none"``: ``vmap`` of the bare ``step``; ended episodes run on past their
       end (an ablation: what the dynamics alone cost).
@@ -225,11 +225,11 @@ def main(argv=None) -> dict:
 
     envs, notes = {"CartPole-v1": CartPole()}, []
     try:
-        from envs.paper import HandMass
+        from scg.envs.paper import HandMass
 
         envs["HandMass"] = HandMass()
     except ImportError as e:
-        notes.append(f"HandMass skipped: envs.paper.HandMass not importable ({e})")
+        notes.append(f"HandMass skipped: scg.envs.paper.HandMass not importable ({e})")
         print(notes[-1])
 
     results = {"jax": {}, "gymnasium": {}}
@@ -240,7 +240,7 @@ def main(argv=None) -> dict:
             results["jax"][name].append(r)
             print(f"jax  {name:12s} N={n:5d}  compile {r['compile_s']:6.2f}s  run {r['run_s_median']:7.4f}s  "
                   f"{r['steps_per_s']:14,.0f} steps/s")
-    notes.append("auto-reset: envs.wrappers.VecAutoReset (initial states drawn only for the ended environments)")
+    notes.append("auto-reset: scg.envs.wrappers.VecAutoReset (initial states drawn only for the ended environments)")
 
     g1 = bench_gym_single(args.gym_steps, args.repeats)
     print(f"gymnasium CartPole single env:        {g1['steps_per_s']:14,.0f} steps/s")

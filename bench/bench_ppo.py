@@ -1,9 +1,9 @@
-"""Training throughput of PPO on CartPole: ``algorithms.ppo`` (compiled graph) against hand-written JAX PPO.
+"""Training throughput of PPO on CartPole: ``scg.algorithms.ppo`` (compiled graph) against hand-written JAX PPO.
 
-``algorithms.ppo`` (the MDP graph with GAE credit, rolled out by the compiler,
+``scg.algorithms.ppo`` (the MDP graph with GAE credit, rolled out by the compiler,
 minibatches replayed with ``compiled.replay``) against :mod:`handwritten_ppo`
 (the same algorithm, networks, GAE, minibatching, optimizer and config written
-by hand), each run as ``algorithms.make_train`` runs it: one ``jit`` of a
+by hand), each run as ``scg.algorithms.make_train`` runs it: one ``jit`` of a
 ``lax.scan`` over whole training iterations (rollout, GAE, ``epochs`` ×
 ``num_minibatches`` Adam steps), one seed, ``num_envs`` ∈ {4, 16, 64, 256,
 1024}, horizon 128, the default config otherwise.
@@ -15,7 +15,7 @@ Timings: compilation (``lower().compile()``) apart, then both compiled calls
 interleaved in one process (``_util.interleaved``), medians; env steps per
 second = ``num_envs × horizon × iterations per call / median seconds``. A
 breakdown at 4, 16 and 1,024 envs times the data collection alone (rollout,
-``log π_θold``, ``V``, GAE and targets; :func:`algorithms.ppo.collect` against
+``log π_θold``, ``V``, GAE and targets; :func:`scg.algorithms.ppo.collect` against
 the hand-written ``collect``).
 
 Usage::
@@ -37,8 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from algorithms import common, make_train, ppo  # noqa: E402
-from envs.classic_control import CartPole  # noqa: E402
+from scg.algorithms import common, make_train, ppo  # noqa: E402
+from scg.envs.classic_control import CartPole  # noqa: E402
 
 import _util  # noqa: E402
 import handwritten_ppo as hw  # noqa: E402

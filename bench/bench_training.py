@@ -1,9 +1,9 @@
 """Training throughput of REINFORCE on CartPole: the compiled graph against hand-written JAX and an eager loop.
 
-Part 1 (throughput). ``algorithms.reinforce`` (the MDP graph of Figure 14
+Part 1 (throughput). ``scg.algorithms.reinforce`` (the MDP graph of Figure 14
 compiled by scg, Eq. 44) against :mod:`handwritten_reinforce` (the same
 algorithm, networks, optimizers and sizes written by hand in JAX), each run as
-``algorithms.make_train`` runs it: one ``jit`` of a ``lax.scan`` over
+``scg.algorithms.make_train`` runs it: one ``jit`` of a ``lax.scan`` over
 iterations (rollout + policy step + value refit per iteration), one seed.
 Before timing, the hand-written policy gradient and returns are checked equal
 to the compiled graph's on the same trajectory (fed to the graph as
@@ -44,11 +44,11 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import scg  # noqa: E402
-from algorithms import common, make_train, reinforce  # noqa: E402
-from algorithms.mdp import Transition, mdp_graph  # noqa: E402
-from algorithms.networks import make_policy, make_value  # noqa: E402
-from envs.classic_control import CartPole  # noqa: E402
-from envs.wrappers import AutoReset  # noqa: E402
+from scg.algorithms import common, make_train, reinforce  # noqa: E402
+from scg.algorithms.mdp import Transition, mdp_graph  # noqa: E402
+from scg.algorithms.networks import make_policy, make_value  # noqa: E402
+from scg.envs.classic_control import CartPole  # noqa: E402
+from scg.envs.wrappers import AutoReset  # noqa: E402
 
 import _util  # noqa: E402
 import eager_reinforce  # noqa: E402
@@ -196,7 +196,7 @@ def eager(num_envs: int, iterations: int) -> dict:
 def unrolled_mdp_graph(policy, value, horizon: int) -> scg.Graph:
     """The REINFORCE MDP written as one flat graph of ``horizon`` copies of the step (the general path).
 
-    Same nodes per step as :func:`algorithms.mdp.mdp_graph` (baseline ``-V(obs_t)``, policy, simulated
+    Same nodes per step as :func:`scg.algorithms.mdp.mdp_graph` (baseline ``-V(obs_t)``, policy, simulated
     transition, cost), without episode flags, bootstrap or discount: for compile time only.
     """
     stepper = AutoReset(ENV)

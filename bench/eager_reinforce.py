@@ -1,6 +1,6 @@
 """REINFORCE with a learned baseline written the usual eager way: a gymnasium loop on the host, jitted pieces per call.
 
-The same algorithm, networks, optimizers and sizes as ``algorithms.reinforce``
+The same algorithm, networks, optimizers and sizes as ``scg.algorithms.reinforce``
 and :mod:`handwritten_reinforce` (Schulman 2016, Eq. 44), organised as most
 tutorials and many codebases do:
 

@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _util import environment, write_json_atomic  # noqa: E402
 
-from algorithms import trpo  # noqa: E402
-from envs.registry import make  # noqa: E402
+from scg.algorithms import trpo  # noqa: E402
+from scg.envs.registry import make  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LAMBDAS = (0.0, 0.36, 0.6, 0.84, 0.92, 0.96, 0.98, 0.99, 1.0)

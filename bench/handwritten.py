@@ -11,7 +11,7 @@ log-densities, a reversed cumulative sum for the reward-to-go). To reproduce
 the compiled estimator's samples exactly, a node draws its randomness from
 ``jax.random.fold_in(k, i)`` with ``i`` its position in the compiler's
 topological order and ``k`` the sample's key from ``jax.random.split(key,
-num_samples)`` (the keying scheme of :mod:`scg.forward`); only the integer
+num_samples)`` (the keying scheme of :mod:`scg._program.forward`); only the integer
 positions are taken from the compiler, as static Python ints.
 
 The model functions (the policy, the dynamics, the node functions of the
@@ -156,7 +156,7 @@ def cost_fn(parent):
 
 
 def downstream_costs(spec) -> dict:
-    """``w -> costs c with w ≺ c`` (in spec order), by reachability over the spec: independent of scg.analysis."""
+    """``w -> costs c with w ≺ c`` (in spec order), by reachability over the spec: independent of scg._program.analysis."""
     names = [s[0] for s in spec]
     children = {n: [] for n in names}
     for name, _, parents in spec:

@@ -1,10 +1,10 @@
 """PPO (clipped surrogate, GAE) hand-written in JAX: the reference for ``algorithms/ppo.py`` on discrete-action envs.
 
-The same algorithm, sizes and rules as ``algorithms.ppo`` with ``surrogate="clip"``,
+The same algorithm, sizes and rules as ``scg.algorithms.ppo`` with ``surrogate="clip"``,
 spelled out without the graph compiler, the way a JAX user writes it (purejaxrl style):
 
 1. rollout: ``lax.scan`` over ``horizon`` steps of a ``vmap`` over ``num_envs``
-   environments (``envs.wrappers.AutoReset``), sampling ``a_t ~ π_θ(·|s_t)`` and
+   environments (``scg.envs.wrappers.AutoReset``), sampling ``a_t ~ π_θ(·|s_t)`` and
    recording ``log π_θ(a_t|s_t)`` and ``V_φ(s_t)``; environments carry on across iterations;
 2. GAE (Schulman 2016, Eq. 26) by one reverse scan, reward units, with the
    episode rules of :func:`scg.returns.gae`::
@@ -19,7 +19,7 @@ spelled out without the graph compiler, the way a JAX user writes it (purejaxrl 
    normalised per minibatch.
 
 Networks (tanh MLPs), their initialisation and parameter layout, the optimizer and the
-config keys are those of ``algorithms.ppo`` (network and episode-statistics helpers come
+config keys are those of ``scg.algorithms.ppo`` (network and episode-statistics helpers come
 from :mod:`handwritten_reinforce`, the other hand-written reference).
 
 Example::
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from envs.wrappers import AutoReset
+from scg.envs.wrappers import AutoReset
 from handwritten_reinforce import WINDOW, Stats, logits_fn, mlp_init, update_stats, value_fn
 
 DEFAULT_CONFIG = dict(
@@ -97,7 +97,7 @@ def ppo_loss(params, mb, config):
     policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
     value_loss = 0.5 * jnp.mean((value_fn(params["phi"], mb["obs"]) - mb["target"]) ** 2)
     total = policy_loss + config["vf_coef"] * value_loss
-    if config["ent_coef"]:  # as algorithms.ppo, which leaves the graph's entropy node out when c_H = 0
+    if config["ent_coef"]:  # as scg.algorithms.ppo, which leaves the graph's entropy node out when c_H = 0
         total = total + config["ent_coef"] * jnp.mean(jnp.sum(jnp.exp(logp) * logp, axis=-1))
     aux = {"value_loss": value_loss, "approx_kl": jnp.mean(ratio - 1 - log_ratio),
            "clip_frac": jnp.mean(jnp.abs(ratio - 1) > config["clip_eps"])}
@@ -182,13 +182,13 @@ def build(env, env_params, config: dict | None = None) -> Parts:
 
 
 def make(env, env_params, config: dict | None = None):
-    """``(init(key) -> TrainState, update(state) -> (state, metrics))``, like ``algorithms.ppo.make``."""
+    """``(init(key) -> TrainState, update(state) -> (state, metrics))``, like ``scg.algorithms.ppo.make``."""
     parts = build(env, env_params, config)
     return parts.init, parts.update
 
 
 def make_train(env, env_params, config: dict | None = None):
-    """Like ``algorithms.make_train``: ``init_all(keys)``, ``run_all(states, num_iterations)`` (seeds ``vmap``-ed)."""
+    """Like ``scg.algorithms.make_train``: ``init_all(keys)``, ``run_all(states, num_iterations)`` (seeds ``vmap``-ed)."""
     init, update = make(env, env_params, config)
     run_one = lambda s, k: jax.lax.scan(lambda s, _: update(s), s, None, length=k)  # noqa: E731
     return jax.jit(jax.vmap(init)), jax.jit(jax.vmap(run_one, in_axes=(0, None)), static_argnums=1)

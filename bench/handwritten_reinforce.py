@@ -1,11 +1,11 @@
 """REINFORCE with a learned state-value baseline, hand-written in JAX: the reference for ``algorithms/reinforce.py``.
 
-The same algorithm, sizes and rules as ``algorithms.reinforce`` (Schulman 2016,
+The same algorithm, sizes and rules as ``scg.algorithms.reinforce`` (Schulman 2016,
 Eq. 44; the "vanilla policy gradient" slide), spelled out without the graph
 compiler, the way a JAX user writes it (purejaxrl style):
 
 1. rollout: ``lax.scan`` over ``horizon`` steps of a ``vmap`` over ``num_envs``
-   JAX CartPoles (``envs.wrappers.AutoReset``), sampling ``a_t ~ π_θ(·|s_t)``;
+   JAX CartPoles (``scg.envs.wrappers.AutoReset``), sampling ``a_t ~ π_θ(·|s_t)``;
    environments carry on across iterations;
 2. returns by one reverse scan, in reward units, with the same episode rules as
    :mod:`scg.returns`::
@@ -20,7 +20,7 @@ compiler, the way a JAX user writes it (purejaxrl style):
 4. value refit: ``value_epochs`` full-batch Adam steps on ``½ (V_φ(s_t) - G_t)²``.
 
 The networks (tanh MLPs, the same initialisation and parameter layout as
-``algorithms.networks``), optimizers and config are the same, so parameters
+``scg.algorithms.networks``), optimizers and config are the same, so parameters
 and trajectories can be exchanged with the compiled version: ``policy_grad``
 below, fed the same trajectory, gives the compiled graph's gradient to float
 rounding (checked by ``bench_training.py`` before timing).
@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from envs.wrappers import AutoReset
+from scg.envs.wrappers import AutoReset
 
 DEFAULT_CONFIG = dict(
     num_envs=8, horizon=200, discount=0.99, hidden=(64, 64), policy_lr=0.01, value_lr=0.003, value_epochs=20
@@ -46,7 +46,7 @@ DEFAULT_CONFIG = dict(
 WINDOW = 20  # mean return over the last 20 finished episodes
 
 
-# -- networks: same layout and init as algorithms.networks --------------------------------------------------
+# -- networks: same layout and init as scg.algorithms.networks --------------------------------------------------
 def mlp_init(key, sizes, last_scale=1.0):
     keys = jax.random.split(key, len(sizes) - 1)
     layers = []
@@ -156,7 +156,7 @@ class Parts(NamedTuple):
 
 
 def make(env, env_params, config: dict | None = None):
-    """``(init(key) -> TrainState, update(state) -> (state, metrics))``, like ``algorithms.reinforce.make``."""
+    """``(init(key) -> TrainState, update(state) -> (state, metrics))``, like ``scg.algorithms.reinforce.make``."""
     parts = build(env, env_params, config)
     return parts.init, parts.update
 
@@ -226,7 +226,7 @@ def build(env, env_params, config: dict | None = None) -> Parts:
 
 
 def make_train(env, env_params, config: dict | None = None):
-    """Like ``algorithms.make_train``: ``init_all(keys)``, ``run_all(states, num_iterations)``.
+    """Like ``scg.algorithms.make_train``: ``init_all(keys)``, ``run_all(states, num_iterations)``.
 
     ``run_all`` is one ``jit`` of a ``lax.scan`` over iterations, ``vmap``ped over seeds.
     """

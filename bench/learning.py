@@ -4,13 +4,13 @@ Criteria (each over 5 seeds, passed when at least 4 reach the threshold):
 
 - CartPole-v1 (our JAX port): REINFORCE and A2C reach a mean return ≥ 475 within 300k env steps;
 - Acrobot-v1 (our JAX port): REINFORCE and A2C reach ≥ -100 within 300k env steps;
-- gymnasium's own CartPole-v1 stepped on the host (``algorithms.host``): REINFORCE, ≥ 475 within 300k;
+- gymnasium's own CartPole-v1 stepped on the host (``scg.algorithms.host``): REINFORCE, ≥ 475 within 300k;
 - GAE-TRPO (issue 5): ≥ 475 on CartPole-v1 within 300k env steps, ≥ -250 on Pendulum-v1 within 2M;
 - PPO (issue 5, clipped surrogate): ≥ 475 on CartPole-v1 within 300k env steps, ≥ -250 on Pendulum-v1 within 1M.
 
 "Reach R within N steps": at some iteration whose cumulative ``env_steps`` is
 ≤ N, the ``mean_return`` metric (the mean of the last 20 finished episodes of
-that seed) was ≥ R (``algorithms.train.steps_to_reach``). Each run stops at
+that seed) was ≥ R (``scg.algorithms.train.steps_to_reach``). Each run stops at
 the last iteration that fits in N steps; ``final_return`` is the metric there.
 JAX-env seeds run in parallel (``make_train``'s ``vmap``, keys
 ``split(key(0), 5)``); host seeds one after another (``HostEnv`` seeds
@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _util import environment, write_json_atomic  # noqa: E402
 
-from algorithms import ALGORITHMS, a2c, make_train, ppo, reinforce, trpo  # noqa: E402
-from algorithms.host import train as host_train  # noqa: E402
-from algorithms.train import steps_to_reach  # noqa: E402
-from envs.registry import make  # noqa: E402
+from scg.algorithms import ALGORITHMS, a2c, make_train, ppo, reinforce, trpo  # noqa: E402
+from scg.algorithms.host import train as host_train  # noqa: E402
+from scg.algorithms.train import steps_to_reach  # noqa: E402
+from scg.envs.registry import make  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "learning.json"
 MODULES = {"reinforce": reinforce, "a2c": a2c, "trpo": trpo, "ppo": ppo}

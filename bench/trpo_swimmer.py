@@ -8,8 +8,8 @@ policy parameters, not 364), GAE(λ = 0.97) advantages and a trust-region value 
 same architecture (the GAE chapter's algorithm, ``algorithms/trpo.py``), and the run stops after
 ``--minutes`` of wall time rather than after 200 iterations.
 
-The environments run on the host (:class:`envs.host.HostEnv`); each batch goes through the same
-compiled ``trpo`` update as a JAX environment's (:mod:`algorithms.host`).
+The environments run on the host (:class:`scg.envs.host.HostEnv`); each batch goes through the same
+compiled ``trpo`` update as a JAX environment's (:mod:`scg.algorithms.host`).
 
 MuJoCo is an optional extra::
 
@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _util import environment, write_json_atomic  # noqa: E402
 
-from algorithms import ALGORITHMS  # noqa: E402
-from algorithms.host import make_host_train  # noqa: E402
+from scg.algorithms import ALGORITHMS  # noqa: E402
+from scg.algorithms.host import make_host_train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_ID = "Swimmer-v5"
@@ -50,7 +50,7 @@ def host_env(num_envs: int, seed: int):
     try:
         import mujoco  # noqa: F401
 
-        from envs.host import HostEnv
+        from scg.envs.host import HostEnv
 
         return HostEnv(ENV_ID, num_envs, seed=seed)
     except ImportError as err:

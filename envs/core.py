@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from envs.spaces import Box, Discrete
+from scg.envs.spaces import Box, Discrete
 
 Params = Any
 State = Any

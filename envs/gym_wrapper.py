@@ -4,7 +4,7 @@ One thin class, ``GymnasiumEnv``, wraps the pure ``reset``/``step`` pair:
 ``jit``-compiled once per instance, numpy in and out, seeded through
 ``reset(seed=...)`` (the seed feeds gymnasium's ``np_random``, which draws the
 JAX key, so the same seed gives the same episode), ``render_mode="rgb_array"``
-through ``envs.render``. Example::
+through ``scg.envs.render``. Example::
 
     import gymnasium, envs
     env = gymnasium.make("scg/HandMass-v0", render_mode="rgb_array")
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs.spaces import Discrete
+from scg.envs.spaces import Discrete
 
 NAMESPACE = "scg"
 
@@ -32,7 +32,7 @@ class GymnasiumEnv(gymnasium.Env):
 
     def __init__(self, env_name: str | None = None, *, env=None, params=None, render_mode: str | None = None):
         if env is None:
-            from envs.registry import make
+            from scg.envs.registry import make
 
             env, default = make(env_name)
             params = default if params is None else params
@@ -89,14 +89,14 @@ class GymnasiumEnv(gymnasium.Env):
     def render(self):
         if self.render_mode != "rgb_array" or self._state is None:
             return None
-        from envs.render import render_frame
+        from scg.envs.render import render_frame
 
         return render_frame(self.env, self._state, self.params, self._obs)
 
 
 def register_all() -> list[str]:
-    """Register ``scg/<name>`` with gymnasium for every name in ``envs.registry.list_envs()`` (idempotent)."""
-    from envs.registry import list_envs
+    """Register ``scg/<name>`` with gymnasium for every name in ``scg.envs.registry.list_envs()`` (idempotent)."""
+    from scg.envs.registry import list_envs
 
     ids = []
     for name in list_envs():

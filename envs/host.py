@@ -1,4 +1,4 @@
-"""Collect trajectories from any gymnasium env on the host, in the same ``Trajectory`` layout as ``envs.wrappers.rollout``.
+"""Collect trajectories from any gymnasium env on the host, in the same ``Trajectory`` layout as ``scg.envs.wrappers.rollout``.
 
 For environments with no JAX port (MuJoCo and friends): ``N`` copies run in a
 ``gymnasium.vector.SyncVectorEnv`` with ``AutoresetMode.SAME_STEP`` (gymnasium
@@ -23,14 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs.spaces import Box, Discrete
-from envs.wrappers import Trajectory
+from scg.envs.spaces import Box, Discrete
+from scg.envs.wrappers import Trajectory
 
 HostPolicyFn = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (policy_params, obs_t, key) -> a_t, one example
 
 
 def from_gymnasium(space: gymnasium.spaces.Space) -> Box | Discrete:
-    """Convert a gymnasium ``Box`` or ``Discrete`` (with ``start == 0``) to an ``envs.spaces`` description."""
+    """Convert a gymnasium ``Box`` or ``Discrete`` (with ``start == 0``) to an ``scg.envs.spaces`` description."""
     if isinstance(space, gymnasium.spaces.Discrete):
         if int(space.start) != 0:
             raise NotImplementedError(f"Discrete space with start={space.start} is not supported")

@@ -1,28 +1,28 @@
 """Look up environments by id: ``env, params = make("HandMass-v0")``.
 
 Classic-control classes are imported lazily, so the paper tasks work even
-while ``envs.classic_control`` is absent. The same ids are registered with
-gymnasium as ``scg/<id>`` (see ``envs.gym_wrapper``).
+while ``scg.envs.classic_control`` is absent. The same ids are registered with
+gymnasium as ``scg/<id>`` (see ``scg.envs.gym_wrapper``).
 """
 from __future__ import annotations
 
 import importlib
 
-from envs.core import Environment
+from scg.envs.core import Environment
 
 # id -> "module:Class"
 _REGISTRY = {
-    "CartPole-v1": "envs.classic_control:CartPole",
-    "Acrobot-v1": "envs.classic_control:Acrobot",
-    "MountainCar-v0": "envs.classic_control:MountainCar",
-    "MountainCarContinuous-v0": "envs.classic_control:MountainCarContinuous",
-    "Pendulum-v1": "envs.classic_control:Pendulum",
-    "HandMass-v0": "envs.paper.hand_mass:HandMass",
-    "HandMassContinuous-v0": "envs.paper.hand_mass:HandMassContinuous",
-    "DeepSea-v0": "envs.paper.deep_sea:DeepSea",
-    "CombinatorialBandit-v0": "envs.paper.combinatorial_bandit:CombinatorialBandit",
-    "BimodalBandit-v0": "envs.paper.bimodal_bandit:BimodalBandit",
-    "ChainMDP-v0": "envs.paper.chain_mdp:ChainMDP",
+    "CartPole-v1": "scg.envs.classic_control:CartPole",
+    "Acrobot-v1": "scg.envs.classic_control:Acrobot",
+    "MountainCar-v0": "scg.envs.classic_control:MountainCar",
+    "MountainCarContinuous-v0": "scg.envs.classic_control:MountainCarContinuous",
+    "Pendulum-v1": "scg.envs.classic_control:Pendulum",
+    "HandMass-v0": "scg.envs.paper.hand_mass:HandMass",
+    "HandMassContinuous-v0": "scg.envs.paper.hand_mass:HandMassContinuous",
+    "DeepSea-v0": "scg.envs.paper.deep_sea:DeepSea",
+    "CombinatorialBandit-v0": "scg.envs.paper.combinatorial_bandit:CombinatorialBandit",
+    "BimodalBandit-v0": "scg.envs.paper.bimodal_bandit:BimodalBandit",
+    "ChainMDP-v0": "scg.envs.paper.chain_mdp:ChainMDP",
 }
 
 

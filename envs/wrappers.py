@@ -1,7 +1,7 @@
 """Auto-reset and ``lax.scan`` rollouts over the functional interface, and the shared ``Trajectory`` type.
 
 ``Trajectory`` is the one array layout every update path consumes: the JAX
-rollouts here and the host-side gymnasium collector (``envs.host``) both
+rollouts here and the host-side gymnasium collector (``scg.envs.host``) both
 return it, time-major.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from envs.core import Environment, Timestep
+from scg.envs.core import Environment, Timestep
 
 
 class Trajectory(NamedTuple):
@@ -55,7 +55,7 @@ class AutoReset(_Delegating, Environment):
     step key and a reset key.
 
     Example:
-        >>> from envs.paper import ChainMDP
+        >>> from scg.envs.paper import ChainMDP
         >>> env = AutoReset(ChainMDP()); params = env.default_params
         >>> obs, state = env.reset(jax.random.key(0), params)
         >>> ts = env.step(jax.random.key(1), state, jnp.int32(0), params)
@@ -122,7 +122,7 @@ class VecAutoReset(_Delegating):
         episodes per step).
 
     Example:
-        >>> from envs.classic_control import CartPole
+        >>> from scg.envs.classic_control import CartPole
         >>> venv = VecAutoReset(CartPole(), num_envs=8)
         >>> obs, state = venv.reset(jax.random.key(0))
         >>> ts = venv.step(jax.random.key(1), state, jnp.zeros(8, jnp.int32))
@@ -204,10 +204,10 @@ def rollout(
 
     Returns:
       ``Trajectory`` with leaves of shape ``(T, ...)`` or ``(T, N, ...)``,
-      the same layout as ``envs.host.HostEnv.collect``.
+      the same layout as ``scg.envs.host.HostEnv.collect``.
 
     Example:
-        >>> from envs.paper import DeepSea
+        >>> from scg.envs.paper import DeepSea
         >>> env = DeepSea()
         >>> traj = rollout(env, env.default_params, lambda o, k: jnp.int32(0), jax.random.key(0), 8)
         >>> traj.reward.shape, int(traj.terminated.sum())

@@ -31,16 +31,16 @@ import numpy as np
 from IPython.display import SVG, display
 
 import scg
-from algorithms import make_train, reinforce
-from algorithms.mdp import mdp_graph
-from algorithms.networks import make_policy, make_value
-from envs.registry import make
+from scg.algorithms import make_train, reinforce
+from scg.algorithms.mdp import mdp_graph
+from scg.algorithms.networks import make_policy, make_value
+from scg.envs.registry import make
 
 t_start = time.time()
 env, env_params = make("CartPole-v1")"""),
     ("md", r"""## 1. The MDP graph of Figure 14, drawn by the library
 
-`algorithms.mdp.mdp_graph` declares one time step and wraps it in `scg.Temporal` (a `lax.scan` over the
+`scg.algorithms.mdp.mdp_graph` declares one time step and wraps it in `scg.Temporal` (a `lax.scan` over the
 horizon). In the picture: θ (policy) and φ (value) are inputs; `a` ~ π_θ(·|obs) is a score-function node
 whose baseline is `v` = −V_φ(obs_t) (costs are negative rewards); `transition` is the simulated environment
 step (its density is unknown, no gradient passes it); `r` is the per-step cost; `obs_next` and `state_next`
@@ -68,7 +68,7 @@ except scg.GraphError as e:
     print("GraphError:", e)"""),
     ("md", r"""## 2. REINFORCE with a learned baseline
 
-`algorithms.reinforce` (the "vanilla policy gradient" slide): each iteration runs 8 CartPoles for 200 steps
+`scg.algorithms.reinforce` (the "vanilla policy gradient" slide): each iteration runs 8 CartPoles for 200 steps
 inside the compiled graph, takes an Adam step on θ along the estimate of Eq. 44, and refits V_φ to the
 returns of the same batch. `make_train` makes a whole chunk of iterations one `jit` of a `lax.scan`, and
 runs seeds in parallel with `vmap`. Two seeds, 30 iterations (48,000 environment steps each):"""),

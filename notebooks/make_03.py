@@ -118,9 +118,9 @@ assert float(inf.step_fraction) < 1.0  # the last one backtracked"""),
 
 `advantage=scg.GAE(lam)` on the policy's score node changes only what multiplies its score function.
 With λ = 1 the compiled gradient equals the default credit `Q̂_t − b_t` exactly, for the same samples:"""),
-    ("code", r"""from algorithms.mdp import mdp_graph
-from algorithms.networks import make_policy, make_value
-from envs.registry import make
+    ("code", r"""from scg.algorithms.mdp import mdp_graph
+from scg.algorithms.networks import make_policy, make_value
+from scg.envs.registry import make
 
 env, env_params = make("CartPole-v1")
 policy = make_policy(env.observation_space(env_params), env.action_space(env_params), (32,))
@@ -141,12 +141,12 @@ print("max |GAE(1) − plain| =", float(jnp.max(jnp.abs(gae_one - plain))), " (m
 np.testing.assert_allclose(gae_one, plain, rtol=1e-4, atol=1e-6)"""),
     ("md", r"""## 3. A λ sweep with GAE-TRPO on CartPole
 
-`algorithms.trpo` is the §4.6 algorithm: the MDP graph with `gae_lambda=λ`, a TRPO policy step, then the
+`scg.algorithms.trpo` is the §4.6 algorithm: the MDP graph with `gae_lambda=λ`, a TRPO policy step, then the
 value function refit by its own trust region (Eq. 33–34), after the advantages were computed with the old
 one. A short run per λ (a few seeds in parallel, one `jit` each); `bench/gae_figure8.py` runs the thesis'
 full Figure 8 experiment."""),
-    ("code", r"""from algorithms import make_train
-from algorithms.train import steps_to_reach
+    ("code", r"""from scg.algorithms import make_train
+from scg.algorithms.train import steps_to_reach
 
 LAMBDAS = (0.0, 0.9, 0.97, 1.0)
 SEEDS, ITERATIONS = 2, 12

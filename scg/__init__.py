@@ -5,6 +5,7 @@ from scg import estimators
 from scg import render
 from scg import testing
 from scg import trust_region
+from scg.compiler import Batch
 from scg.compiler import CompiledGraph
 from scg.compiler import compile
 from scg.errors import GraphError
@@ -13,5 +14,5 @@ from scg.graph import Node
 from scg.returns import GAE
 from scg.temporal import Temporal
 
-__all__ = ["Graph", "Node", "GraphError", "compile", "CompiledGraph", "Temporal", "GAE", "dist", "estimators", "baselines", "render", "testing", "trust_region"]
+__all__ = ["Batch", "Graph", "Node", "GraphError", "compile", "CompiledGraph", "Temporal", "GAE", "dist", "estimators", "baselines", "render", "testing", "trust_region"]
 __version__ = "0.1.0"

@@ -19,12 +19,20 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from scg.analysis import Analysis, analyse
+from scg._program.analysis import Analysis, analyse
 from scg.errors import GraphError
 from scg.estimators import Auto, Pathwise, Score
-from scg.forward import evaluate
-from scg.program import FlatProgram
+from scg._program.forward import evaluate
+from scg._program.flat import FlatProgram
 from scg.graph import Graph
+
+
+class Batch(NamedTuple):
+    """A batch sampled without a gradient (:meth:`CompiledGraph.sample_batch`); every entry has the sample axes."""
+
+    values: dict  # every node's value
+    log_probs: dict  # score node -> log p(value | parents) at the sampling inputs, summed over the node's elements
+    advantages: dict  # score node -> Q̂_w - b_w: the weight of ∇log p(ŵ) in the surrogate (GAE where declared)
 
 
 class Plan(NamedTuple):
@@ -245,6 +253,23 @@ class CompiledGraph:
         """
         return self.plan(inputs).program.advantages(values)
 
+    def sample_batch(self, inputs: dict, key: jax.Array, *, num_samples: int, observed=None) -> Batch:
+        """Sample ``num_samples`` times without a gradient: every node's value, the score nodes'
+        log-probabilities and their advantages (:meth:`advantages`), from one forward pass.
+
+        What an importance-ratio method (TRPO, PPO) starts from: the log-probabilities are
+        ``log p̂`` at the sampling inputs. ``observed`` as in :meth:`sample`. Pure; use inside ``jit``.
+        """
+        plan = self.plan(inputs)
+        terms = plan.program.batch_terms(inputs, key, _num(num_samples), fixed=self._observed(plan, observed))
+        values, log_probs = jax.lax.stop_gradient((terms.values, terms.log_probs))
+        return Batch(values, log_probs, plan.program.advantages(values))
+
+    def cost_to_go(self, inputs: dict, values: dict) -> jax.Array:
+        """The cost to go of sampled ``values``, no gradient: per sample ``Σ_c c`` for a flat graph; per sample
+        and step ``G_t`` (discounted, bootstrapped: the target a critic regresses on) for a temporal one. Pure."""
+        return jax.lax.stop_gradient(self.plan(inputs).program.cost_to_go(values))
+
     def replay(self, inputs: dict, values: dict, *, key: jax.Array | None = None, batch_ndim: int | None = None):
         """Evaluate the graph again at recorded ``values`` ("teacher forcing"): ``Replay(values, dists, log_probs)``.
 
@@ -313,7 +338,8 @@ def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = Non
     Raises:
         GraphError: naming the node, for any malformed graph.
     """
-    from scg.temporal import Temporal, compile_temporal
+    from scg._program.temporal import compile_temporal
+    from scg.temporal import Temporal
 
     compiled = compile_temporal(graph, mode=mode) if isinstance(graph, Temporal) else CompiledGraph(graph, mode=mode)
     if example_inputs is not None:

@@ -29,7 +29,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from scg.analysis import Analysis, analyse, topological_order
+from scg._program.analysis import Analysis, analyse, topological_order
 from scg.errors import GraphError
 from scg.graph import Graph, Node
 

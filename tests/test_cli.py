@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from algorithms import ALGORITHMS, Algorithm, runs
-from scg import cli
+from scg.algorithms import ALGORITHMS, Algorithm, runs
+from scg.algorithms import cli
 
 TINY = ["--config", "num_envs=2", "horizon=16", "hidden=[8]", "value_epochs=2", "--seeds", "2", "--chunk", "1"]
 TINY += ["--quiet"]
@@ -250,7 +250,7 @@ def test_an_ignored_sigint_stays_ignored(tmp_path):
 
 def test_tuned_configs_apply_unless_overridden():
     """``resolve_config`` starts from ``default_config``, then the algorithm's ``TUNED[env]``, then ``--config``."""
-    from algorithms import ppo, reinforce
+    from scg.algorithms import ppo, reinforce
 
     tuned = runs.resolve_config("ppo", "Pendulum-v1", seeds=1, steps=10)["algorithm_config"]
     assert tuned == {**ALGORITHMS["ppo"].default_config, **ppo.TUNED["Pendulum-v1"]}

@@ -4,11 +4,11 @@ Each module transcribes one gymnasium file line for line (same constants,
 integrator and operation order); ``tests/envs/test_classic_control.py`` steps
 each beside its gymnasium original.
 """
-from envs.classic_control.acrobot import Acrobot
-from envs.classic_control.cartpole import CartPole
-from envs.classic_control.mountain_car import MountainCar
-from envs.classic_control.mountain_car_continuous import MountainCarContinuous
-from envs.classic_control.pendulum import Pendulum
+from scg.envs.classic_control.acrobot import Acrobot
+from scg.envs.classic_control.cartpole import CartPole
+from scg.envs.classic_control.mountain_car import MountainCar
+from scg.envs.classic_control.mountain_car_continuous import MountainCarContinuous
+from scg.envs.classic_control.pendulum import Pendulum
 
 __all__ = [
     "Acrobot",

@@ -33,8 +33,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from envs.core import Environment
-from envs.spaces import Box, Discrete
+from scg.envs.core import Environment
+from scg.envs.spaces import Box, Discrete
 
 
 class EnvState(NamedTuple):

@@ -22,8 +22,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from envs.core import Environment, Timestep
-from envs.spaces import Box
+from scg.envs.core import Environment, Timestep
+from scg.envs.spaces import Box
 
 
 class BimodalBanditParams(NamedTuple):

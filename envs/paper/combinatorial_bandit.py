@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs.core import Environment, Timestep
-from envs.spaces import Box, Discrete
+from scg.envs.core import Environment, Timestep
+from scg.envs.spaces import Box, Discrete
 
 # Means for the 10 edges of K5 in the order of ``complete_graph_edges(5)``.
 DEFAULT_MU = (0.9, 0.2, 0.5, 0.7, 0.1, 0.8, 0.3, 0.6, 0.4, 0.35)

@@ -28,8 +28,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from envs.core import Environment, Timestep
-from envs.spaces import Box, Discrete
+from scg.envs.core import Environment, Timestep
+from scg.envs.spaces import Box, Discrete
 
 
 class DeepSeaParams(NamedTuple):

@@ -1,4 +1,4 @@
-"""CEM and score-function search gradients over policy parameters (algorithms.cem, algorithms.search_gradient).
+"""CEM and score-function search gradients over policy parameters (scg.algorithms.cem, scg.algorithms.search_gradient).
 
 - the parameter graph: θ blocks (Condition 1), the episode node's return and length by hand;
 - the antithetic pairs fed as observed samples: unbiased against quadrature with the
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import scg
-from algorithms import make_train
-from algorithms.cem import first_episode, parameter_graph
-from algorithms.search_gradient import PairedLeaveOneOut, antithetic_pairs
-from envs.registry import make as make_env
+from scg.algorithms import make_train
+from scg.algorithms.cem import first_episode, parameter_graph
+from scg.algorithms.search_gradient import PairedLeaveOneOut, antithetic_pairs
+from scg.envs.registry import make as make_env
 from scg import dist, testing
 from scg.errors import GraphError
 

@@ -1,7 +1,7 @@
 """The host-collected path (issue 4, path (b)): gymnasium's own CartPole-v1 stepped on the host, fed as arrays.
 
 - ``test_same_update_on_a_recorded_batch`` (fast): a batch sampled by our JAX
-  CartPole inside the compiled graph, converted to an ``envs.wrappers.Trajectory``
+  CartPole inside the compiled graph, converted to an ``scg.envs.wrappers.Trajectory``
   and fed to the host-mode graph as observed values, gives the same gradient,
   the same returns and the same updated parameters as the JAX path (REINFORCE
   and A2C; the batch has terminations and time-limit truncations).
@@ -24,14 +24,14 @@ import jax
 import numpy as np
 import pytest
 
-from algorithms import a2c, reinforce
-from algorithms.common import compile_mdp, estimate
-from algorithms.host import train
-from algorithms.mdp import observed_from_trajectory
-from algorithms.train import steps_to_reach
-from envs.host import HostEnv
-from envs.registry import make
-from envs.wrappers import Trajectory
+from scg.algorithms import a2c, reinforce
+from scg.algorithms.common import compile_mdp, estimate
+from scg.algorithms.host import train
+from scg.algorithms.mdp import observed_from_trajectory
+from scg.algorithms.train import steps_to_reach
+from scg.envs.host import HostEnv
+from scg.envs.registry import make
+from scg.envs.wrappers import Trajectory
 
 
 def trajectory_from_values(values: dict) -> Trajectory:

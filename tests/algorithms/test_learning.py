@@ -2,7 +2,7 @@
 
 "Reach R within N steps" means: at some iteration whose cumulative
 ``env_steps`` is ≤ N, the ``mean_return`` metric (mean return of the last 20
-finished episodes of that seed) was ≥ R (``algorithms.train.steps_to_reach``).
+finished episodes of that seed) was ≥ R (``scg.algorithms.train.steps_to_reach``).
 Seeds run in parallel (``make_train``'s ``vmap`` over keys ``split(key(0), S)``).
 
 Full size (``@pytest.mark.slow``; the same checks ``bench/learning.py`` runs and
@@ -23,9 +23,9 @@ import jax
 import numpy as np
 import pytest
 
-from algorithms import ALGORITHMS, a2c, make_train, reinforce
-from algorithms.train import steps_to_reach
-from envs.registry import make
+from scg.algorithms import ALGORITHMS, a2c, make_train, reinforce
+from scg.algorithms.train import steps_to_reach
+from scg.envs.registry import make
 
 MODULES = {"reinforce": reinforce, "a2c": a2c}
 

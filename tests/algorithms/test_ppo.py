@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import ALGORITHMS, common, make_train, ppo
-from algorithms.train import steps_to_reach
-from envs.registry import make
+from scg.algorithms import ALGORITHMS, common, make_train, ppo
+from scg.algorithms.train import steps_to_reach
+from scg.envs.registry import make
 
 EPS = 0.2
 

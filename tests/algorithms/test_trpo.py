@@ -24,13 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import ALGORITHMS, make_train, trpo
-from algorithms.common import compile_mdp, init_params, reset_envs, sample
-from algorithms.train import steps_to_reach
-from algorithms.mdp import observed_from_trajectory
-from envs.host import HostEnv
-from envs.registry import make
-from envs.wrappers import Trajectory
+from scg.algorithms import ALGORITHMS, make_train, trpo
+from scg.algorithms.common import compile_mdp, init_params, reset_envs, sample
+from scg.algorithms.train import steps_to_reach
+from scg.algorithms.mdp import observed_from_trajectory
+from scg.envs.host import HostEnv
+from scg.envs.registry import make
+from scg.envs.wrappers import Trajectory
 from scg.dist import kl_divergence
 
 

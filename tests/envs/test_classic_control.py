@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 from jax.experimental import checkify
 
-from envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
+from scg.envs.classic_control import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
 
 N_EPISODES = 500
 ENVS = {
@@ -181,7 +181,7 @@ def test_acrobot_derivative_bitwise_eager(x64):
     """Un-jitted, ``_dsdt`` is gymnasium's ``_dsdt`` to the last bit (the drift above is XLA's FMA/reciprocal rewrites)."""
     from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 
-    from envs.classic_control.acrobot import _dsdt
+    from scg.envs.classic_control.acrobot import _dsdt
 
     ref, params = AcrobotEnv(), Acrobot().default_params
     rng = np.random.default_rng(1)

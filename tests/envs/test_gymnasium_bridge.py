@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs
-from envs import HostEnv, Trajectory, from_gymnasium, list_envs, make, rollout
-from envs.spaces import Box, Discrete
+from scg import envs
+from scg.envs import HostEnv, Trajectory, from_gymnasium, list_envs, make, rollout
+from scg.envs.spaces import Box, Discrete
 
 PAPER_IDS = ["HandMass-v0", "HandMassContinuous-v0", "DeepSea-v0", "CombinatorialBandit-v0", "BimodalBandit-v0", "ChainMDP-v0"]
 CLASSIC_IDS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"]
@@ -17,7 +17,7 @@ CLASSIC_IDS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContin
 def _make_or_skip(name, **kwargs):
     try:
         return gymnasium.make(f"scg/{name}", **kwargs)
-    except ImportError as err:  # envs.classic_control may not exist yet
+    except ImportError as err:  # scg.envs.classic_control may not exist yet
         pytest.skip(str(err))
 
 

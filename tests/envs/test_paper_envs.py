@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from envs import AutoReset, rollout
-from envs.paper import (
+from scg.envs import AutoReset, rollout
+from scg.envs.paper import (
     BimodalBandit,
     ChainMDP,
     CombinatorialBandit,
@@ -21,7 +21,7 @@ from envs.paper import (
     hand_mass_controller,
     smoothed_reward,
 )
-from envs.paper.hand_mass import HandMassState
+from scg.envs.paper.hand_mass import HandMassState
 
 PAPER_ENVS = [HandMass, HandMassContinuous, DeepSea, CombinatorialBandit, BimodalBandit, ChainMDP]
 Z = 4.0

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from envs import AutoReset, VecAutoReset, rollout
-from envs.classic_control import CartPole
-from envs.classic_control.cartpole import EnvState
-from envs.paper import ChainMDP
+from scg.envs import AutoReset, VecAutoReset, rollout
+from scg.envs.classic_control import CartPole
+from scg.envs.classic_control.cartpole import EnvState
+from scg.envs.paper import ChainMDP
 
 
 def _leaves(tree):

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import scg
-from scg import dist, examples, testing
+from scg import dist, testing
+from scg.testing import examples
 
 N = 20_000
 README = pathlib.Path(__file__).resolve().parents[2] / "README.md"

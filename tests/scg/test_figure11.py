@@ -1,6 +1,6 @@
 """The five graphs of Figure 11 (Schulman 2016, §5.2.3) against exact gradients and the figure's formulas.
 
-For each graph of :func:`scg.examples.figure11` (concrete distributions, exact
+For each graph of :func:`scg.testing.examples.figure11` (concrete distributions, exact
 expectations by enumeration or Gauss-Hermite quadrature):
 
 a. the compiled estimator is unbiased: a z-test of ``N`` independent
@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 import scg
-from scg import examples, testing
+from scg import testing
+from scg.testing import examples
 from scg.estimators import Estimator
 
 N = 20_000

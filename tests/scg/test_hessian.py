@@ -20,7 +20,7 @@ import pytest
 
 import scg
 from scg import dist, testing
-from scg.random_graphs import quick_call
+from scg.testing.random_graphs import quick_call
 
 N = 20_000
 TABLE = jnp.array([1.0, -2.0, 0.5])

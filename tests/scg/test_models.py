@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 import scg
-from scg import examples, testing
+from scg import testing
+from scg.testing import examples
 
 N = 20_000
 WRT = ("theta", "phi")

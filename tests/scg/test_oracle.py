@@ -1,6 +1,6 @@
 """Algorithm 4 (Schulman 2016, §5.5) as an independent slow path for the compiled surrogate.
 
-:mod:`scg.oracle` runs the thesis' backward pass node by node (``jax.vjp`` of
+:mod:`scg.testing.oracle` runs the thesis' backward pass node by node (``jax.vjp`` of
 one node's function at a time, score terms ``∂log p(v̂|PARENTS_v)/∂w (Q̂_v - b_v)``);
 the compiler differentiates the whole surrogate of Corollary 1 at once. On the
 same samples they must agree to float64 round-off, on random graphs mixing
@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import scg
-from scg import dist, oracle, testing
-from scg.random_graphs import quick_call, random_graph
+from scg import dist, testing
+from scg.testing import oracle
+from scg.testing.random_graphs import quick_call, random_graph
 
 SEEDS = range(50)
 CHUNK = 10  # graphs compiled together: one XLA compile per chunk

@@ -1,6 +1,6 @@
 """Unbiasedness on random graphs (Schulman 2016, Theorem 1, Corollary 1, Theorem 2).
 
-On seeded random graphs (:mod:`scg.random_graphs`: Bernoulli, Categorical,
+On seeded random graphs (:mod:`scg.testing.random_graphs`: Bernoulli, Categorical,
 pathwise and score Normal nodes, smooth deterministic nodes, node and
 leave-one-out baselines) the mean of independent one-call estimates must
 match ``testing.exact_grad`` (enumeration and Gauss-Hermite quadrature, in
@@ -20,7 +20,7 @@ import pytest
 import scg
 from scg import testing
 from scg.estimators import Score
-from scg.random_graphs import quick_call, random_graph, replace_estimators
+from scg.testing.random_graphs import quick_call, random_graph, replace_estimators
 
 N = 40 * 1024  # replicates per graph, a multiple of the lax.map batch (a remainder would compile the body twice)
 SEEDS = range(100, 120)

@@ -181,7 +181,7 @@ def test_init_draws_the_initial_state_per_sample():
     assert set(est.grad(inputs, jax.random.key(0), num_samples=8)) == {"theta", "phi"}
 
 
-@pytest.mark.parametrize("num_samples", [8, 2048])  # 2048: in chunks of 3 of the 6 steps (scg.temporal._AFTER_SCAN_ROWS)
+@pytest.mark.parametrize("num_samples", [8, 2048])  # 2048: in chunks of 3 of the 6 steps (scg._program.temporal._AFTER_SCAN_ROWS)
 def test_nodes_off_the_sequential_path_run_after_the_scan_with_the_same_results(num_samples):
     """Critics, bootstraps, costs and losses that no carried or drawn node reads are evaluated after the scan, many
     steps at once; values and gradients equal those of evaluating every node inside the scan."""

@@ -14,7 +14,8 @@ Tests, notebooks and docs reuse them.
 
 Example:
     >>> import jax, scg
-    >>> from scg import examples, testing
+    >>> from scg import testing
+from scg.testing import examples
     >>> g, inputs = examples.figure11(5)
     >>> grads = scg.compile(g).grad(inputs, jax.random.key(0), num_samples=8)
     >>> sorted(grads)

@@ -1,7 +1,7 @@
 """How a checked graph turns a batch of samples into a surrogate: the flat (untimed) case.
 
 A *program* is what a plan runs. :class:`FlatProgram` evaluates a graph once
-per sample (``vmap`` over ``num_samples``); :class:`scg.temporal.TemporalProgram`
+per sample (``vmap`` over ``num_samples``); :class:`scg._program.temporal.TemporalProgram`
 evaluates one time step per ``lax.scan`` iteration. Both offer the same
 methods, so every compiled kernel (``grad``, ``surrogate``, ``ratio_surrogate``,
 ``hvp``, ...) is written once, in :mod:`scg.compiler`.
@@ -14,10 +14,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from scg import surrogate as surrogate_lib
-from scg.analysis import Analysis
+from scg._program import surrogate as surrogate_lib
+from scg._program.analysis import Analysis
 from scg.errors import GraphError
-from scg.forward import SampleTerms, evaluate, sample_terms
+from scg._program.forward import SampleTerms, evaluate, sample_terms
 
 
 class Replay(NamedTuple):
@@ -100,6 +100,10 @@ class FlatProgram:
     def total_cost(self, values: dict) -> jax.Array:
         """``Σ_c c`` per sample."""
         return sum((values[c] for c in self.analysis.costs), jnp.zeros(()))
+
+    def cost_to_go(self, values: dict) -> jax.Array:
+        """A flat graph is one step: its cost to go is the total cost of the sample."""
+        return self.total_cost(values)
 
     def q_hats(self, values: dict) -> dict:
         return surrogate_lib.q_hats(self.analysis, values)

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scg.analysis import analyse
+from scg._program.analysis import analyse
 from scg.errors import GraphError
 from scg.graph import Graph
 

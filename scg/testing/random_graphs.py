@@ -20,7 +20,7 @@ counts ``quadrature ** size`` Gauss-Hermite points).
 
 Example:
     >>> import jax, scg
-    >>> from scg.random_graphs import random_graph
+    >>> from scg.testing.random_graphs import random_graph
     >>> rg = random_graph(0)
     >>> est = scg.compile(rg.graph)
     >>> sorted(est.grad(rg.jax_inputs(), jax.random.key(0), num_samples=rg.num_samples)) == sorted(rg.inputs)

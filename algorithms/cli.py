@@ -1,9 +1,9 @@
 """The ``scg`` command.
 
 ``scg`` alone is ``scg train`` with its defaults: REINFORCE on CartPole-v1,
-written to ``runs/<algo>-<env>-<timestamp>/`` (see :mod:`algorithms.runs` for
+written to ``runs/<algo>-<env>-<timestamp>/`` (see :mod:`scg.algorithms.runs` for
 the files). ``scg train --algo A --env E --seeds N --steps S`` trains anything
-in ``algorithms.ALGORITHMS`` on any environment of ``envs.registry``;
+in ``scg.algorithms.ALGORITHMS`` on any environment of ``scg.envs.registry``;
 ``scg train --resume runs/<name>`` continues an interrupted run; ``scg list``
 shows the choices; ``scg plot runs/a runs/b -o out.png`` compares runs.
 ``scg demo`` compiles the README's graph, estimates its gradient and prints it
@@ -82,7 +82,7 @@ def _resumed_run(args: argparse.Namespace, runs) -> tuple[Path, dict]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from algorithms import runs
+    from scg.algorithms import runs
 
     try:
         run_dir, config = _resumed_run(args, runs) if args.resume else _new_run(args, runs)
@@ -108,9 +108,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from algorithms import ALGORITHMS
-    from algorithms import runs
-    from envs import registry
+    from scg.algorithms import ALGORITHMS
+    from scg.algorithms import runs
+    from scg.envs import registry
 
     print("algorithms (action kinds):")
     width = max(map(len, ALGORITHMS), default=0) + 2
@@ -131,7 +131,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from algorithms import runs
+    from scg.algorithms import runs
 
     for run_dir in map(Path, args.runs):
         if not (run_dir / runs.CONFIG).is_file() or not (run_dir / runs.METRICS).is_file():

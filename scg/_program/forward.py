@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from scg.analysis import Analysis
+from scg._program.analysis import Analysis
 from scg.estimators.base import ExpectationContext, NodeContext
 
 

@@ -26,7 +26,7 @@ non-descendants of ``v`` and act as a (negated) baseline, so the printed form
 stays unbiased but adds variance and no longer equals the derivative of the
 surrogate sample by sample. ``q_of="parent"`` reproduces the printed form for
 comparison. Pathwise stochastic nodes count as deterministic here ("ISSTOCHASTIC"
-means: blocks gradients), matching ``≺ᴰ`` in :mod:`scg.analysis`.
+means: blocks gradients), matching ``≺ᴰ`` in :mod:`scg._program.analysis`.
 
 Only the score and pathwise estimators are supported (Normal for pathwise);
 expectation and loss nodes raise NotImplementedError.
@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from scg.estimators import Pathwise, Score
-from scg.forward import _reduce_cost
+from scg._program.forward import _reduce_cost
 
 
 def _carries_gradient(a, name: str, value) -> bool:
@@ -125,7 +125,7 @@ def backward(plan, inputs: dict, values: dict, baselines: dict | None = None, *,
 def grad(est, inputs: dict, key: jax.Array, *, num_samples: int = 1, q_of: str = "node") -> dict:
     """Algorithm 4 averaged over the samples that ``est.grad(inputs, key, num_samples=...)`` uses.
 
-    Baselines follow :func:`scg.surrogate.baselines`: a node's sampled value, or
+    Baselines follow :func:`scg._program.surrogate.baselines`: a node's sampled value, or
     a built-in (e.g. LeaveOneOut) applied to ``Q̂_v`` over the ``num_samples``.
     """
     plan = est.plan(inputs)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from scg.analysis import Analysis
+from scg._program.analysis import Analysis
 from scg.estimators.base import magic_box
-from scg.forward import SampleTerms
+from scg._program.forward import SampleTerms
 
 sg = jax.lax.stop_gradient
 
