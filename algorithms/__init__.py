@@ -6,4 +6,6 @@ from scg.algorithms import trpo
 from scg.algorithms import cem, search_gradient  # noqa: E401  (CEM and the search-gradient methods share one graph)
 from scg.algorithms.base import ALGORITHMS
 from scg.algorithms.base import Algorithm
+from scg.algorithms.config import Config
+from scg.algorithms.config import ConfigError
 from scg.algorithms.train import make_train

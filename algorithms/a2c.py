@@ -1,7 +1,7 @@
 """Advantage actor-critic, synchronous (A2C; "advantage actor-critic" slide; Mnih et al. 2016 without the asynchrony).
 
 Each iteration: run ``num_envs`` environments for a short ``horizon`` ``T``
-inside the compiled graph (:func:`scg.algorithms.mdp.mdp_graph`), then one optax
+inside the compiled graph (:func:`scg.algorithms.mdp.actor_critic_graph`), then one optax
 step on ``θ`` and ``φ`` together. Both gradients come from the same compiled
 surrogate, whose terms are the slide's loss::
 
@@ -16,30 +16,35 @@ boundary) minus the baseline ``-V_φ(s_t)``; the critic is a loss node
 bonus is a loss node (``entropy_bonus=β``). The value loss is part of the one
 objective, not a separate fit as in :mod:`scg.algorithms.reinforce`.
 
-``update(state, observed=None)`` takes the batch from either collector, as in
+``update(state, batch=None)`` takes the batch from either collector, as in
 :mod:`scg.algorithms.reinforce`.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from scg.algorithms.base import Algorithm, register
+from scg.algorithms.config import Config, non_negative, option, positive, positive_sizes, resolve, unit_interval
 from scg.algorithms.common import RolloutState, compile_mdp, estimate, init_params, report, reset_envs
 
-DEFAULT_CONFIG = dict(
-    num_envs=16,
-    horizon=16,
-    discount=0.99,
-    hidden=(64, 64),
-    lr=0.003,
-    critic_loss=0.5,  # c
-    entropy_bonus=0.01,  # β
-    max_grad_norm=None,  # clip the joint gradient by global norm (None: no clipping)
-)
+
+@dataclasses.dataclass(frozen=True)
+class A2CConfig(Config):
+    name: ClassVar[str] = "a2c"
+    num_envs: int = option(16, positive)
+    horizon: int = option(16, positive)
+    discount: float = option(0.99, unit_interval)
+    hidden: tuple[int, ...] = option((64, 64), positive_sizes)
+    lr: float = option(0.003, positive)
+    critic_loss: float = option(0.5, non_negative)  # c
+    entropy_bonus: float = option(0.01, non_negative)  # β
+    max_grad_norm: float | None = option(None, positive)  # clip the joint gradient by global norm (None: no clipping)
+
 
 TUNED: dict = {}  # the defaults pass the learning checks on CartPole-v1 and Acrobot-v1 (as reinforce.TUNED)
 
@@ -51,27 +56,27 @@ class TrainState(NamedTuple):
     key: jax.Array
 
 
-def make(env, env_params, config: dict):
-    config = {**DEFAULT_CONFIG, **config}
-    mdp = compile_mdp(env, env_params, config, critic_loss=config["critic_loss"], entropy_bonus=config["entropy_bonus"])
-    clip = [] if config["max_grad_norm"] is None else [optax.clip_by_global_norm(config["max_grad_norm"])]
-    opt = optax.chain(*clip, optax.adam(config["lr"]))
+def make(env, env_params, config: A2CConfig | dict | None = None):
+    config = resolve(A2CConfig, config)
+    mdp = compile_mdp(env, env_params, config, critic_loss=config.critic_loss, entropy_bonus=config.entropy_bonus)
+    clip = [] if config.max_grad_norm is None else [optax.clip_by_global_norm(config.max_grad_norm)]
+    opt = optax.chain(*clip, optax.adam(config.lr))
 
     def init(key: jax.Array) -> TrainState:
         k_net, k_env, k_run = jax.random.split(key, 3)
         params = init_params(mdp, k_net)
-        return TrainState(params, opt.init(params), reset_envs(env, env_params, k_env, config["num_envs"]), k_run)
+        return TrainState(params, opt.init(params), reset_envs(env, env_params, k_env, config.num_envs), k_run)
 
-    def update(state: TrainState, observed: dict | None = None):
+    def update(state: TrainState, batch: dict | None = None):
         key, k = jax.random.split(state.key)
-        est = estimate(mdp, state.params, state.rollout, k, observed)
+        est = estimate(mdp, state.params, state.rollout, k, batch)
         updates, opt_state = opt.update(est.grads, state.opt, state.params)
         params = optax.apply_updates(state.params, updates)
-        value_loss = 0.5 * jnp.mean((est.values["v"] + est.returns) ** 2)  # ½ (V_φ(s_t) - R̂_t)², v = -V_φ
+        value_loss = 0.5 * jnp.mean((est.returns - est.steps.value) ** 2)  # ½ (V_φ(s_t) - R̂_t)²
         rollout, metrics = report(state.rollout, est.values, loss=value_loss, grads=est.grads)
         return TrainState(params, opt_state, rollout, key), metrics
 
     return init, update
 
 
-ALGORITHM = register(Algorithm("a2c", __doc__.splitlines()[0], ("discrete", "continuous"), DEFAULT_CONFIG, make, TUNED))
+ALGORITHM = register(Algorithm("a2c", __doc__.splitlines()[0], ("discrete", "continuous"), A2CConfig, make, TUNED))

@@ -1,19 +1,30 @@
 """What every algorithm in ``algorithms/`` provides, and the registry the ``scg`` command reads.
 
 An algorithm is a graph plus an optimizer, written as a pair of pure functions
-(optax style)::
+(optax style) made by ``make(env, env_params, config)``::
 
-    state = init(key)                       # a pytree: parameters, optimizer state, env state, key
-    state, metrics = update(state)          # one iteration: collect data, estimate, step
+    init, update = make(env, env_params, config)   # config: the algorithm's Config, or a dict of overrides
+    state = init(key)                              # a pytree: parameters, optimizer state, env state, key
+    state, metrics = update(state)                 # one iteration: collect in the graph, estimate, step
+    state, metrics = update(state, batch)          # the same on data collected elsewhere (observed values)
+
+``batch=None`` runs the JAX environment inside the compiled graph; otherwise
+``batch`` holds observed values of the algorithm's graph (for the MDP
+algorithms a host-collected batch, ``observed_from_trajectory(traj)``:
+:mod:`scg.algorithms.host`), which the same compiled function reads instead of
+sampling them.
 
 ``metrics`` is a dict of scalars with at least ``env_steps`` (this
-iteration), ``mean_return`` (over the last 20 finished episodes), ``episodes``
-(finished so far), ``loss`` and ``grad_norm``. ``update`` runs under ``jit``
-and inside ``lax.scan`` over iterations (``scg.algorithms.train``).
+iteration), ``mean_return`` (over the last finished episodes), ``episodes``
+(finished so far), ``loss`` and ``grad_norm`` (:func:`scg.algorithms.episodes.metrics`).
+``update`` runs under ``jit`` and inside ``lax.scan`` over iterations
+(:mod:`scg.algorithms.train`).
 """
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
+
+from scg.algorithms.config import Config, resolve
 
 ALGORITHMS: dict[str, "Algorithm"] = {}
 
@@ -22,11 +33,18 @@ class Algorithm(NamedTuple):
     name: str
     description: str
     action_kinds: tuple[str, ...]  # which action spaces it supports: "discrete", "continuous"
-    default_config: dict
+    config: type[Config]  # its frozen config class, whose fields are the defaults
     make: Callable  # (env, env_params, config) -> (init, update)
-    tuned: dict = {}  # env name -> config updates the learning checks use and `scg train` applies (TUNED)
+    tuned: dict = {}  # env name -> config overrides the learning checks use and `scg train` applies (TUNED)
+
+    def configure(self, env_name: str | None = None, overrides=None) -> Config:
+        """The config a run uses: defaults, then ``tuned[env_name]``, then ``overrides`` (:func:`scg.algorithms.config.resolve`)."""
+        return resolve(self.config, self.tuned.get(env_name), overrides)
 
 
 def register(algo: Algorithm) -> Algorithm:
+    """Add ``algo`` to :data:`ALGORITHMS`; its tuned entries are checked against its config class here."""
+    for entry in algo.tuned.values():
+        resolve(algo.config, entry)
     ALGORITHMS[algo.name] = algo
     return algo

@@ -34,34 +34,52 @@ cross-entropy objective ``-(1/n) Σ_i f(R_i) log P_{μ',σ'}(θ_i)`` at the refi
 with respect to ``(μ, log σ)`` at the *previous* parameters (how far from
 optimal they were for this elite set; CEM then solves for the optimum in
 closed form).
+
+``update(state, batch=None)`` (:mod:`scg.algorithms.base`): ``batch`` may hold
+observed values of the graph's nodes (e.g. ``{"theta": ...}``, a population
+drawn elsewhere) in place of the ones sampled inside the compiled call.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable, NamedTuple
+from typing import Callable, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 import scg
+from scg.algorithms import episodes
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.common import global_norm
+from scg.algorithms.config import Config, ConfigError, fraction, non_negative, option, positive, resolve
 from scg.algorithms.networks import make_policy
 from scg.envs.wrappers import rollout
 
-DEFAULT_CONFIG = dict(
-    population=50,  # n: episodes (parameter draws) per iteration
-    elite_frac=0.2,  # ρ
-    hidden=(),  # () is a linear policy
-    greedy=True,  # act with the mode of the policy (classical CEM); False samples actions
-    init_mean=0.0,
-    init_std=1.0,
-    noise=0.1,  # Z_0: variance added to the refit (per parameter)
-    noise_iters=20,  # Z_k decreases linearly to 0 over this many iterations
-    min_std=1e-3,  # floor on σ, for numerical safety only
-    window=20,  # episodes in the mean_return window
-)
+
+@dataclasses.dataclass(frozen=True)
+class CEMConfig(Config):
+    name: ClassVar[str] = "cem"
+    population: int = option(50, positive)  # n: episodes (parameter draws) per iteration
+    elite_frac: float = option(0.2, fraction)  # ρ
+    hidden: tuple[int, ...] = ()  # () is a linear policy
+    greedy: bool = True  # act with the mode of the policy (classical CEM); False samples actions
+    init_mean: float = 0.0
+    init_std: float = option(1.0, positive)
+    noise: float = option(0.1, non_negative)  # Z_0: variance added to the refit (per parameter)
+    noise_iters: int = option(20, positive)  # Z_k decreases linearly to 0 over this many iterations
+    min_std: float = option(1e-3, positive)  # floor on σ, for numerical safety only
+    window: int = option(20, positive)  # episodes in the mean_return window
+
+    @property
+    def num_elite(self) -> int:
+        return max(1, int(round(self.elite_frac * self.population)))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_elite < 2:
+            raise ConfigError(f"cem config: the elite set needs at least 2 members to fit a variance, got population "
+                              f"{self.population}, elite_frac {self.elite_frac}")
 
 
 class Episode(NamedTuple):
@@ -82,26 +100,29 @@ class Search(NamedTuple):
 
 def first_episode(reward_t: jax.Array, done_t: jax.Array) -> Episode:
     """Return and length of the episode that starts at ``t = 0`` and ends at the first ``done`` (rank-1 inputs)."""
-    assert reward_t.ndim == 1 and done_t.shape == reward_t.shape, (reward_t.shape, done_t.shape)
-    done_t = done_t.astype(jnp.int32)
-    alive_t = (jnp.cumsum(done_t) - done_t) == 0  # steps up to and including the first done
-    return Episode(jnp.sum(jnp.where(alive_t, reward_t, 0.0)).astype(jnp.float32), jnp.sum(alive_t).astype(jnp.float32))
+    assert reward_t.shape == done_t.shape, (reward_t.shape, done_t.shape)
+    mask_t = episodes.first_episode_mask(done_t)
+    return Episode(jnp.sum(mask_t * reward_t).astype(jnp.float32), jnp.sum(mask_t))
 
 
-def parameter_graph(env, env_params, config: dict, *, estimator="score", baseline=None) -> tuple[scg.Graph, Callable, int]:
+def parameter_graph(
+    env, env_params, *, hidden=(), greedy: bool = True, estimator="score", baseline=None, max_steps: int = 1000
+) -> tuple[scg.Graph, Callable, int]:
     """The graph ``θ ~ N(μ, σ²) → one episode → -return`` (module docstring); returns ``(graph, unravel, dim)``.
 
-    Inputs ``mu`` and ``log_sigma`` are flat vectors of the policy's parameter
-    count. ``zeta`` is the episode's randomness (PRNG key data): drawn per
-    sample, or observed, e.g. shared by an antithetic pair.
+    Inputs ``mu`` and ``log_sigma`` are flat vectors of the parameter count of the policy
+    (:func:`scg.algorithms.networks.make_policy` with ``hidden`` layers; acting by its mode if
+    ``greedy``). ``zeta`` is the episode's randomness (PRNG key data): drawn per sample, or
+    observed, e.g. shared by an antithetic pair. An episode runs for the env's
+    ``max_steps_in_episode`` steps, or ``max_steps`` if its params have none.
     """
-    policy = make_policy(env.observation_space(env_params), env.action_space(env_params), config["hidden"])
+    policy = make_policy(env.observation_space(env_params), env.action_space(env_params), hidden)
     flat, unravel = ravel_pytree(policy.init(jax.random.key(0)))
-    num_steps = int(getattr(env_params, "max_steps_in_episode", config.get("max_steps", 1000)))
+    num_steps = int(getattr(env_params, "max_steps_in_episode", max_steps))
 
     def act(theta, obs_t, key):
         d = policy.dist(unravel(theta), obs_t)
-        if not config["greedy"]:
+        if not greedy:
             return d.sample(key)
         return jnp.argmax(d.logits).astype(jnp.int32) if hasattr(d, "logits") else d.mean
 
@@ -123,32 +144,18 @@ def parameter_graph(env, env_params, config: dict, *, estimator="score", baselin
     return g, unravel, flat.size
 
 
-def compile_search(env, env_params, config: dict, **graph_options) -> Search:
-    graph, unravel, dim = parameter_graph(env, env_params, config, **graph_options)
+def compile_search(env, env_params, **graph_options) -> Search:
+    """:func:`parameter_graph` compiled, with its example inputs, ``unravel`` and parameter count."""
+    graph, unravel, dim = parameter_graph(env, env_params, **graph_options)
     example = {"mu": jnp.zeros(dim), "log_sigma": jnp.zeros(dim)}
     return Search(scg.compile(graph, example_inputs=example), example, unravel, dim)
-
-
-class Recent(NamedTuple):
-    """The returns of the last ``window`` evaluated episodes and the number evaluated so far."""
-
-    returns: jax.Array  # [window], NaN until filled
-    count: jax.Array
-
-
-def push_recent(recent: Recent, returns: jax.Array) -> Recent:
-    """Append a batch of episode returns (in order) to the window."""
-    window = recent.returns.shape[0]
-    assert returns.ndim == 1, returns.shape
-    kept = jnp.concatenate([recent.returns, returns.astype(jnp.float32)])[-window:]
-    return Recent(kept, recent.count + returns.shape[0])
 
 
 class TrainState(NamedTuple):
     mu: jax.Array
     log_sigma: jax.Array
     iteration: jax.Array
-    recent: Recent
+    recent: episodes.EpisodeStats  # the window of evaluated episodes' returns (no running returns)
     key: jax.Array
 
 
@@ -157,23 +164,20 @@ def gaussian_log_prob(mu, log_sigma, theta) -> jax.Array:
     return jnp.sum(scg.dist.Normal(mu, jnp.exp(log_sigma)).log_prob(theta))
 
 
-def make(env, env_params, config: dict):
-    config = {**DEFAULT_CONFIG, **config}
-    n = int(config["population"])
-    num_elite = max(1, int(round(config["elite_frac"] * n)))
-    if num_elite < 2:
-        raise ValueError(f"cem: the elite set needs at least 2 members to fit a variance, got population {n}, elite_frac {config['elite_frac']}")
-    search = compile_search(env, env_params, config)
+def make(env, env_params, config: CEMConfig | dict | None = None):
+    config = resolve(CEMConfig, config)
+    n, num_elite = config.population, config.num_elite
+    search = compile_search(env, env_params, hidden=config.hidden, greedy=config.greedy)
 
     def init(key: jax.Array) -> TrainState:
-        mu = jnp.full(search.dim, config["init_mean"], jnp.float32)
-        log_sigma = jnp.full(search.dim, math.log(config["init_std"]), jnp.float32)
-        recent = Recent(jnp.full(config["window"], jnp.nan, jnp.float32), jnp.zeros((), jnp.int32))
-        return TrainState(mu, log_sigma, jnp.zeros((), jnp.int32), recent, key)
+        mu = jnp.full(search.dim, config.init_mean, jnp.float32)
+        log_sigma = jnp.full(search.dim, math.log(config.init_std), jnp.float32)
+        return TrainState(mu, log_sigma, jnp.zeros((), jnp.int32), episodes.init(0, config.window), key)
 
-    def update(state: TrainState):
+    def update(state: TrainState, batch: dict | None = None):
         key, k = jax.random.split(state.key)
-        values = search.compiled.sample({"mu": state.mu, "log_sigma": state.log_sigma}, k, num_samples=n)
+        inputs = {"mu": state.mu, "log_sigma": state.log_sigma}
+        values = search.compiled.sample(inputs, k, num_samples=n, observed=batch)
         theta, episode = values["theta"], values["episode"]
         _, elite = jax.lax.top_k(episode.ret, num_elite)
         elite_theta = theta[elite]
@@ -181,23 +185,16 @@ def make(env, env_params, config: dict):
         var = jnp.var(elite_theta, axis=0)
         # The slide's cross-entropy objective, at the refit and (its gradient) at the previous parameters.
         objective = lambda m, ls: -jnp.sum(jax.vmap(gaussian_log_prob, (None, None, 0))(m, ls, elite_theta)) / n
-        loss = objective(mu, 0.5 * jnp.log(var + config["min_std"] ** 2))
+        loss = objective(mu, 0.5 * jnp.log(var + config.min_std**2))
         grads = jax.grad(objective, argnums=(0, 1))(state.mu, state.log_sigma)
-        frac = jnp.maximum(1.0 - state.iteration / config["noise_iters"], 0.0)
-        std = jnp.maximum(jnp.sqrt(var + config["noise"] * frac), config["min_std"])
-        recent = push_recent(state.recent, episode.ret)
-        metrics = {
-            "env_steps": jnp.sum(episode.length),
-            "mean_return": jnp.nanmean(recent.returns),
-            "episodes": recent.count.astype(jnp.float32),
-            "loss": loss,
-            "grad_norm": global_norm(grads),
-            "elite_return": jnp.mean(episode.ret[elite]),
-            "std": jnp.mean(std),
-        }
+        frac = jnp.maximum(1.0 - state.iteration / config.noise_iters, 0.0)
+        std = jnp.maximum(jnp.sqrt(var + config.noise * frac), config.min_std)
+        recent = episodes.push(state.recent, episode.ret)
+        metrics = episodes.metrics(recent, env_steps=jnp.sum(episode.length), loss=loss, grads=grads,
+                                   elite_return=jnp.mean(episode.ret[elite]), std=jnp.mean(std))
         return TrainState(mu, jnp.log(std), state.iteration + 1, recent, key), metrics
 
     return init, update
 
 
-ALGORITHM = register(Algorithm("cem", __doc__.splitlines()[0], ("discrete", "continuous"), DEFAULT_CONFIG, make))
+ALGORITHM = register(Algorithm("cem", __doc__.splitlines()[0], ("discrete", "continuous"), CEMConfig, make))

@@ -1,7 +1,7 @@
 """The ``scg`` command.
 
 ``scg`` alone is ``scg train`` with its defaults: REINFORCE on CartPole-v1,
-written to ``runs/<algo>-<env>-<timestamp>/`` (see :mod:`scg.algorithms.runs` for
+written to ``runs/<algo>-<env>-<timestamp>/`` (see :mod:`scg.algorithms.run_files` for
 the files). ``scg train --algo A --env E --seeds N --steps S`` trains anything
 in ``scg.algorithms.ALGORITHMS`` on any environment of ``scg.envs.registry``;
 ``scg train --resume runs/<name>`` continues an interrupted run; ``scg list``
@@ -37,7 +37,8 @@ def _fail(prog: str, message: str) -> int:
 
 
 def _parse_overrides(items: list[str]) -> dict:
-    """``key=value`` pairs; values are JSON where they parse (``hidden=[32,32]``, ``policy_lr=0.003``), else text."""
+    """``key=value`` pairs; values are JSON where they parse (``hidden=[32,32]``, ``policy_lr=0.003``), else text
+    (``surrogate=clip``); a value that starts like a JSON list, object or string must parse."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -45,36 +46,43 @@ def _parse_overrides(items: list[str]) -> dict:
             raise ValueError(f"--config takes key=value, got {item!r}")
         try:
             out[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as err:
+            if value.lstrip().startswith(("[", "{", '"')):
+                raise ValueError(f"--config {item}: not valid JSON ({err.msg} at character {err.pos})") from None
             out[key] = value
     return out
 
 
-def _new_run(args: argparse.Namespace, runs) -> tuple[Path, dict]:
+def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
+    from scg.algorithms import run_config
+
     opt = {k: DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
-    config = runs.resolve_config(
+    config = run_config.resolve(
         opt["algo"], opt["env"], seeds=opt["seeds"], steps=opt["steps"], seed=opt["seed"], chunk=opt["chunk"],
         overrides=_parse_overrides(args.config or []),
     )
     name = args.name or f"{config['algo']}-{config['env']}-{time.strftime('%Y%m%d-%H%M%S')}"
     if "/" in name or name in ("", ".", ".."):
-        raise runs.ConfigError(f"--name must be a plain folder name, got {name!r}")
+        raise ValueError(f"--name must be a plain folder name, got {name!r}")
     run_dir = Path(args.runs_dir) / name
     if run_dir.exists():
-        raise runs.ConfigError(f"{run_dir} exists; continue it with --resume {run_dir} or choose another --name")
+        raise ValueError(f"{run_dir} exists; continue it with --resume {run_dir} or choose another --name")
     return run_dir, {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **config}
 
 
-def _resumed_run(args: argparse.Namespace, runs) -> tuple[Path, dict]:
+def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
+    from scg.algorithms import run_config
+    from scg.algorithms.run_files import CONFIG
+
     run_dir = Path(args.resume)
-    if not (run_dir / runs.CONFIG).is_file():
-        raise runs.ConfigError(f"--resume {run_dir}: not a run directory (no {runs.CONFIG})")
-    config = json.loads((run_dir / runs.CONFIG).read_text())
+    if not (run_dir / CONFIG).is_file():
+        raise ValueError(f"--resume {run_dir}: not a run directory (no {CONFIG})")
+    config = json.loads((run_dir / CONFIG).read_text())
     for option in ("algo", "env", "seeds", "seed", "chunk", "name", "config"):
         if getattr(args, option) is not None:
-            raise runs.ConfigError(f"--resume continues {run_dir} as it was configured; --{option} cannot change")
+            raise ValueError(f"--resume continues {run_dir} as it was configured; --{option} cannot change")
     steps = config["steps"] if args.steps is None else args.steps
-    runs.resolve_config(  # the saved run must still be valid (its algorithm registered, --steps positive)
+    run_config.resolve(  # the saved run must still be valid (its algorithm registered, --steps positive)
         config["algo"], config["env"], seeds=config["seeds"], steps=steps, seed=config["seed"], chunk=config["chunk"],
         overrides=config["algorithm_config"],
     )
@@ -82,17 +90,18 @@ def _resumed_run(args: argparse.Namespace, runs) -> tuple[Path, dict]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scg.algorithms import runs
+    from scg.algorithms import driver
+    from scg.algorithms.run_files import CONFIG, CURVE, METRICS, PARAMS, write_json
 
-    try:
-        run_dir, config = _resumed_run(args, runs) if args.resume else _new_run(args, runs)
-    except (runs.ConfigError, ValueError) as err:
+    try:  # every check, before anything is written
+        run_dir, config = _resumed_run(args) if args.resume else _new_run(args)
+    except ValueError as err:  # scg.algorithms.config.ConfigError among them
         return _fail("scg train", str(err))
     run_dir.mkdir(parents=True, exist_ok=bool(args.resume))  # only now is anything written
-    runs.write_json(run_dir / runs.CONFIG, config)  # on --resume, --steps may have grown
+    write_json(run_dir / CONFIG, config)  # on --resume, --steps may have grown
     print(f"{'resuming' if args.resume else 'training'} {config['algo']} on {config['env']}: "
           f"{config['seeds']} seed(s), {config['steps']:,} env steps -> {run_dir}")
-    result = runs.train(run_dir, config, resume=bool(args.resume), progress=not args.quiet)
+    result = driver.train(run_dir, config, resume=bool(args.resume), progress=not args.quiet)
     steps = min(result["env_steps"])
     if result["interrupted"]:
         print(f"interrupted: metrics and checkpoint kept at iteration {result['iteration']} ({steps:,.0f} env steps) "
@@ -102,14 +111,14 @@ def _train(args: argparse.Namespace) -> int:
     per_seed = ", ".join(f"{r:.1f}" for r in final)
     print("final mean return (last 20 episodes): "
           + (f"{sum(final) / len(final):.1f} (per seed: {per_seed})" if final else "no episode finished"))
-    files = ", ".join(str(run_dir / f) for f in (runs.CONFIG, runs.METRICS, runs.PARAMS, runs.CURVE))
+    files = ", ".join(str(run_dir / f) for f in (CONFIG, METRICS, PARAMS, CURVE))
     print(f"{steps:,.0f} env steps, {result['iteration']} iterations, {result['wall_time']:.1f} s; wrote {files}")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     from scg.algorithms import ALGORITHMS
-    from scg.algorithms import runs
+    from scg.algorithms.run_config import action_kind
     from scg.envs import registry
 
     print("algorithms (action kinds):")
@@ -122,7 +131,7 @@ def _list(args: argparse.Namespace) -> int:
         try:
             env, params = registry.make(name)
             space = env.action_space(params)
-            kind = runs.action_kind(space)
+            kind = action_kind(space)
             detail = f"{space.n} actions" if kind == "discrete" else f"shape {space.shape}"
             print(f"  {name:<26} {kind} ({detail})")
         except ImportError as err:
@@ -131,12 +140,13 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from scg.algorithms import runs
+    from scg.algorithms.plots import plot_runs
+    from scg.algorithms.run_files import CONFIG, METRICS
 
     for run_dir in map(Path, args.runs):
-        if not (run_dir / runs.CONFIG).is_file() or not (run_dir / runs.METRICS).is_file():
-            return _fail("scg plot", f"{run_dir} is not a run directory (needs {runs.CONFIG} and {runs.METRICS})")
-    out = runs.plot_runs(args.runs, args.output)
+        if not (run_dir / CONFIG).is_file() or not (run_dir / METRICS).is_file():
+            return _fail("scg plot", f"{run_dir} is not a run directory (needs {CONFIG} and {METRICS})")
+    out = plot_runs(args.runs, args.output)
     print(f"wrote {out}")
     return 0
 

@@ -1,7 +1,7 @@
 """Pieces every policy-gradient algorithm shares: the compiled MDP estimator, env state, value regression."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,7 @@ import optax
 
 import scg
 from scg.algorithms import episodes
-from scg.algorithms.mdp import mdp_graph
+from scg.algorithms.mdp import MDPBatch, actor_critic_graph, env_transition, graph_name, mdp_batch
 from scg.algorithms.networks import make_policy, make_value
 from scg.envs.core import Environment
 
@@ -50,28 +50,32 @@ class MDPEstimator(NamedTuple):
     """A compiled MDP graph and the pure functions an update needs."""
 
     compiled: scg.CompiledGraph
-    grad_and_values: callable  # (inputs, key, observed) -> (grads, values)
+    grad_and_values: Callable  # (inputs, key, observed) -> (grads, values)
     policy: object
     value: object
 
 
-def compile_mdp(env, env_params, config: dict, **graph_options) -> MDPEstimator:
-    """Build and compile the MDP graph of ``config`` (``hidden``, ``horizon``, ``discount``, ``num_envs``;
-    optional ``value_hidden``: the value network's layers when they differ from the policy's).
+def compile_mdp(env, env_params, config, **graph_options) -> MDPEstimator:
+    """Build and compile the MDP graph of ``config`` (an algorithm's config, :mod:`scg.algorithms.config`: its
+    ``hidden``, ``horizon``, ``discount``, ``num_envs`` and, where it has one, ``value_hidden``: the value
+    network's layers when they differ from the policy's).
 
-    ``env`` is a JAX env or an ``scg.envs.host.HostEnv`` (``env_params`` None): see :func:`scg.algorithms.mdp.mdp_graph`.
+    ``env`` is a JAX env or an ``scg.envs.host.HostEnv`` (``env_params`` None); ``graph_options`` (``gae_lambda``,
+    ``critic_loss``, ``entropy_bonus``) go to :func:`scg.algorithms.mdp.actor_critic_graph`.
     """
     obs_space, action_space = _spaces(env, env_params)
-    policy = make_policy(obs_space, action_space, config["hidden"])
-    value = make_value(obs_space, config["hidden"] if config.get("value_hidden") is None else config["value_hidden"])
-    graph = mdp_graph(
-        env, env_params, policy, value, horizon=config["horizon"], discount=config["discount"], **graph_options
+    policy = make_policy(obs_space, action_space, config.hidden)
+    value_hidden = getattr(config, "value_hidden", None)
+    value = make_value(obs_space, config.hidden if value_hidden is None else value_hidden)
+    graph = actor_critic_graph(
+        env_transition(env, env_params), policy, value, horizon=config.horizon, discount=config.discount,
+        name=graph_name(env), **graph_options,
     )
     compiled = scg.compile(graph)
     key = jax.random.key(0)
     obs, state = _example_carry(env, env_params)
     example = {"theta": policy.init(key), "phi": value.init(key), "obs": obs, "state": state}
-    fn = compiled.grad_fn(example, num_samples=config["num_envs"], with_values=True)
+    fn = compiled.grad_fn(example, num_samples=config.num_envs, with_values=True)
     return MDPEstimator(compiled, fn, policy, value)
 
 
@@ -93,6 +97,7 @@ class Estimate(NamedTuple):
     grads: dict  # {"theta": ..., "phi": ...}
     values: dict  # every node's value, [N, T, ...], no gradient
     returns: jax.Array  # G_t in reward units, [N, T]: the n-step returns bootstrapped with V (critic targets)
+    steps: MDPBatch  # the same values, named, in reward units (scg.algorithms.mdp.mdp_batch)
 
 
 def estimate(mdp: MDPEstimator, params: dict, rollout: RolloutState, key: jax.Array, observed: dict | None = None) -> Estimate:
@@ -105,7 +110,7 @@ def estimate(mdp: MDPEstimator, params: dict, rollout: RolloutState, key: jax.Ar
     inputs, carry = mdp_inputs(params, rollout)
     grads, values = mdp.grad_and_values(inputs, key, {**carry, **(observed or {})})
     returns = -mdp.compiled.cost_to_go(inputs, values)
-    return Estimate(grads, values, returns)
+    return Estimate(grads, values, returns, mdp_batch(values))
 
 
 class Batch(NamedTuple):
@@ -113,6 +118,7 @@ class Batch(NamedTuple):
 
     values: dict  # every node's value, [N, T, ...]
     log_probs: dict  # score node -> log p(sampled value) at the sampling parameters (θ_old), [N, T]
+    steps: MDPBatch  # values and log-probabilities, named, in reward units (scg.algorithms.mdp.mdp_batch)
 
 
 def sample(
@@ -126,28 +132,21 @@ def sample(
     """
     inputs, carry = mdp_inputs(params, rollout)
     batch = mdp.compiled.sample_batch(inputs, key, num_samples=rollout.obs.shape[0], observed={**carry, **(observed or {})})
-    return inputs, Batch(batch.values, batch.log_probs)
+    return inputs, Batch(batch.values, batch.log_probs, mdp_batch(batch.values, batch.log_probs))
 
 
 def report(rollout: RolloutState, values: dict, *, loss: jax.Array, grads) -> tuple[RolloutState, dict]:
     """Advance ``rollout`` past the batch ``values`` and the metrics every algorithm reports (``scg.algorithms.base``)."""
     rollout = advance(rollout, values)
-    metrics = {
-        "env_steps": jnp.asarray(values["r"].size, jnp.float32),
-        "mean_return": episodes.mean_recent(rollout.stats),
-        "episodes": rollout.stats.count.astype(jnp.float32),
-        "loss": loss,
-        "grad_norm": global_norm(grads),
-    }
-    return rollout, metrics
+    return rollout, episodes.metrics(rollout.stats, env_steps=values["r"].size, loss=loss, grads=grads)
 
 
 def advance(rollout: RolloutState, values: dict) -> RolloutState:
     """Carry the environments to the end of the rollout just sampled, and count finished episodes."""
     last = lambda x: x[:, -1]  # noqa: E731
-    done = jnp.logical_or(values["terminated"], values["truncated"])
-    stats = episodes.update(rollout.stats, -values["r"], done)
-    return RolloutState(last(values["obs_next"]), jax.tree_util.tree_map(last, values["state_next"]), stats)
+    steps = mdp_batch(values)
+    stats = episodes.update(rollout.stats, steps.reward, steps.done)
+    return RolloutState(last(steps.next_obs), jax.tree_util.tree_map(last, steps.next_state), stats)
 
 
 def fit_value(value, phi, opt: optax.GradientTransformation, opt_state, obs, targets, epochs: int):

@@ -5,8 +5,8 @@ graph. Here ``N`` copies of a gymnasium env run on the host
 (:class:`scg.envs.host.HostEnv`), the policy acting through a jitted, batched
 sampler; the recorded ``Trajectory`` (actions, rewards, ``terminated`` /
 ``truncated`` flags, observations) goes to the algorithm's own
-``update(state, observed)`` as observed values of the graph built in host mode
-(``mdp_graph(host_env, None, ...)``), which recomputes ``log π_θ(a_t|s_t)`` and
+``update(state, batch)`` as observed values of the graph built in host mode
+(``host_transition(host_env)`` in :func:`scg.algorithms.mdp.actor_critic_graph`), which recomputes ``log π_θ(a_t|s_t)`` and
 the value network on the recorded states. One update path, two collectors::
 
     traj = host.collect(act, state.params["theta"], key, horizon)        # host loop, T steps of N envs
@@ -37,37 +37,38 @@ class HostTrainer(NamedTuple):
     horizon: int  # steps per collected batch, T
 
 
-def make_host_train(algo_name: str, host: HostEnv, config: dict | None = None) -> HostTrainer:
-    """The algorithm ``algo_name`` with its graph in host mode, for batches of ``host``'s shape.
+def make_host_train(algo_name: str, host: HostEnv, config=None) -> HostTrainer:
+    """The algorithm ``algo_name`` (an MDP algorithm) with its graph in host mode, for batches of ``host``'s shape.
 
-    The trainer depends on ``host`` only through its spaces and ``num_envs``: it
-    serves every ``HostEnv`` of the same env id and size (e.g. one per seed).
+    ``config``: the algorithm's config or a dict of overrides of its defaults. The trainer depends on
+    ``host`` only through its spaces and ``num_envs``: it serves every ``HostEnv`` of the same env id
+    and size (e.g. one per seed).
     """
     algo = ALGORITHMS[algo_name]
-    config = {**algo.default_config, **(config or {})}
-    if config["num_envs"] != host.num_envs:
-        raise ValueError(f"config num_envs={config['num_envs']} but the host env runs {host.num_envs} copies")
+    config = algo.configure(overrides=config)
+    if config.num_envs != host.num_envs:
+        raise ValueError(f"config num_envs={config.num_envs} but the host env runs {host.num_envs} copies")
     init, update = algo.make(host, None, config)
-    policy = make_policy(host.observation_space, host.action_space, config["hidden"])
+    policy = make_policy(host.observation_space, host.action_space, config.hidden)
 
     def act(theta, obs_t, key):
         return policy.dist(theta, obs_t).sample(key)
 
     learn = jax.jit(lambda state, traj: update(state, observed_from_trajectory(traj)))
-    return HostTrainer(jax.jit(init), learn, act, config["horizon"])
+    return HostTrainer(jax.jit(init), learn, act, config.horizon)
 
 
-def train(algo_name: str, env_id: str, config: dict | None = None, *, seeds=(0,), num_iterations: int, **make_kwargs):
+def train(algo_name: str, env_id: str, config=None, *, seeds=(0,), num_iterations: int, **make_kwargs):
     """Train one run per seed (one after another) on ``env_id`` stepped by gymnasium on the host.
 
     Returns ``(states, metrics)``: a list of final states and a dict of numpy
     arrays ``[seeds, iterations]`` (the layout of :func:`scg.algorithms.make_train`).
     Sub-env ``i`` of seed ``s`` is seeded with ``10_000 s + i``.
     """
-    config = {**ALGORITHMS[algo_name].default_config, **(config or {})}
+    config = ALGORITHMS[algo_name].configure(overrides=config)
     trainer, states, history = None, [], []
     for seed in seeds:
-        host = HostEnv(env_id, config["num_envs"], seed=10_000 * seed, **make_kwargs)
+        host = HostEnv(env_id, config.num_envs, seed=10_000 * seed, **make_kwargs)
         try:
             trainer = trainer or make_host_train(algo_name, host, config)
             key_init, key_act = jax.random.split(jax.random.key(seed))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +31,8 @@ def mlp_apply(params: list[dict], x: jax.Array) -> jax.Array:
 class Policy(NamedTuple):
     """A stochastic policy: ``init(key) -> params`` and ``dist(params, obs) -> distribution`` (one observation)."""
 
-    init: callable
-    dist: callable
+    init: Callable
+    dist: Callable
     kind: str  # "discrete" or "continuous"
 
 
@@ -65,8 +65,8 @@ def make_policy(obs_space: Box, action_space: Box | Discrete, hidden: Sequence[i
 class ValueFn(NamedTuple):
     """A state-value network: ``init(key) -> params``, ``apply(params, obs) -> scalar``."""
 
-    init: callable
-    apply: callable
+    init: Callable
+    apply: Callable
 
 
 def make_value(obs_space: Box, hidden: Sequence[int] = (64, 64)) -> ValueFn:

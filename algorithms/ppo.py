@@ -6,7 +6,7 @@ surrogate of TRPO's slide (Eq. 1), ``Σ_n ρ_n Â_n`` with
 batch, keeping ``π_θ`` near ``π_θold``. Each iteration:
 
 1. **Rollout** (:func:`scg.algorithms.common.sample`): ``num_envs × horizon`` steps of
-   the compiled MDP graph (:func:`scg.algorithms.mdp.mdp_graph`) at ``θ_old``, no
+   the compiled MDP graph (:func:`scg.algorithms.mdp.actor_critic_graph`) at ``θ_old``, no
    gradient; the same pass records ``log π_θold(a_t|s_t)``.
 2. **Advantages** (``compiled.advantages``): the policy node is credited by
    GAE(γ, λ) (Schulman 2016, Ch. 4, Eq. 26), ``Â_t = Σ_l (γλ)^l δ^V_{t+l}``,
@@ -38,15 +38,20 @@ no value-function clipping. ``reward_scale`` multiplies the rewards seen by the
 critic and the advantages only (episode returns are reported unscaled): a
 pure, fixed rescaling, so the critic's targets stay O(1) on Pendulum.
 
+``update(state, batch=None)`` (:mod:`scg.algorithms.base`): with ``batch`` a host-collected
+rollout (``observed_from_trajectory(traj)``) is read instead of sampled, as in
+:mod:`scg.algorithms.reinforce`.
+
 Example::
 
     env, env_params = scg.envs.registry.make("CartPole-v1")
-    init, update = make(env, env_params, {"num_envs": 8})
+    init, update = make(env, env_params, PPOConfig(num_envs=8))   # or a dict of overrides
     state, metrics = jax.jit(update)(init(jax.random.key(0)))   # or scg.algorithms.make_train("ppo", ...)
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+from typing import ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,27 +59,48 @@ import optax
 
 from scg.algorithms.base import Algorithm, register
 from scg.algorithms.common import RolloutState, compile_mdp, global_norm, init_params, report, reset_envs, sample
-from scg.dist import kl_divergence
-
-DEFAULT_CONFIG = dict(
-    num_envs=8,
-    horizon=128,
-    discount=0.99,
-    gae_lambda=0.95,
-    hidden=(64, 64),
-    lr=1e-3,
-    epochs=4,
-    num_minibatches=4,
-    surrogate="clip",  # "clip" or "kl_penalty"
-    clip_eps=0.2,  # ε of the clipped surrogate
-    kl_target=0.01,  # d_targ of the adaptive KL penalty
-    kl_beta=1.0,  # initial β of the adaptive KL penalty
-    vf_coef=0.5,  # c_v
-    ent_coef=0.0,  # c_H
-    max_grad_norm=0.5,
-    normalize_advantages=True,
-    reward_scale=1.0,
+from scg.algorithms.mdp import mdp_batch
+from scg.algorithms.config import (
+    Config,
+    ConfigError,
+    fraction,
+    non_negative,
+    option,
+    positive,
+    positive_sizes,
+    resolve,
+    unit_interval,
 )
+from scg.trust_region import mean_kl, normalize_advantages
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(Config):
+    name: ClassVar[str] = "ppo"
+    num_envs: int = option(8, positive)
+    horizon: int = option(128, positive)
+    discount: float = option(0.99, unit_interval)
+    gae_lambda: float = option(0.95, fraction)
+    hidden: tuple[int, ...] = option((64, 64), positive_sizes)
+    lr: float = option(1e-3, positive)
+    epochs: int = option(4, positive)
+    num_minibatches: int = option(4, positive)
+    surrogate: Literal["clip", "kl_penalty"] = "clip"
+    clip_eps: float = option(0.2, positive)  # ε of the clipped surrogate
+    kl_target: float = option(0.01, positive)  # d_targ of the adaptive KL penalty
+    kl_beta: float = option(1.0, non_negative)  # initial β of the adaptive KL penalty
+    vf_coef: float = option(0.5, non_negative)  # c_v
+    ent_coef: float = option(0.0, non_negative)  # c_H
+    max_grad_norm: float = option(0.5, positive)
+    normalize_advantages: bool = True
+    reward_scale: float = option(1.0, positive)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if (self.num_envs * self.horizon) % self.num_minibatches:
+            raise ConfigError(f"ppo config: num_envs × horizon ({self.num_envs} × {self.horizon}) must be divisible "
+                              f"by num_minibatches ({self.num_minibatches})")
+
 
 # Configs the learning checks (tests/algorithms/test_ppo.py, bench/learning.py) and `scg train` use for an env.
 # Pendulum: rewards of -16..0 per step for 200-step episodes; a shorter effective horizon (γ = 0.95), critic
@@ -107,13 +133,7 @@ def adapt_beta(beta: jax.Array, kl: jax.Array, target: float) -> jax.Array:
     return jnp.where(kl > 1.5 * target, beta * 2.0, jnp.where(kl < target / 1.5, beta / 2.0, beta))
 
 
-def mean_kl(p, q) -> jax.Array:
-    """Mean over a batch ``[B, ...]`` of ``KL(p ‖ q)`` summed over each action's elements."""
-    kl = kl_divergence(p, q)
-    return jnp.mean(kl.reshape(kl.shape[0], -1).sum(axis=1))
-
-
-def minibatch_loss(params: dict, mdp, config: dict, inputs: dict, mb: dict, beta: jax.Array):
+def minibatch_loss(params: dict, mdp, config: PPOConfig, inputs: dict, mb: dict, beta: jax.Array):
     """``L_π + c_v L_V + L_H`` (cost units) on one minibatch at ``params``; returns ``(loss, metrics)``.
 
     ``mb`` holds flattened ``[B, ...]`` records: ``values`` (the rollout's node values), ``logp_old``,
@@ -124,65 +144,60 @@ def minibatch_loss(params: dict, mdp, config: dict, inputs: dict, mb: dict, beta
     log_ratio = rep.log_probs["a"] - mb["logp_old"]
     ratio = jnp.exp(log_ratio)
     adv = mb["adv"]
-    if config["normalize_advantages"]:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    if config["surrogate"] == "kl_penalty":
+    if config.normalize_advantages:
+        adv = normalize_advantages(adv)
+    if config.surrogate == "kl_penalty":
         kl = mean_kl(mb["dist_old"], rep.dists["a"])
         policy_loss = jnp.mean(ratio * adv) + beta * kl
     else:
         kl = jnp.mean(ratio - 1.0 - log_ratio)  # a sample estimate of KL(π_old ‖ π_θ), for the metrics
-        policy_loss = jnp.mean(clipped_surrogate(ratio, adv, config["clip_eps"]))
-    value_loss = 0.5 * jnp.mean((rep.values["v"] + mb["target"]) ** 2)  # v = -V_φ(s)
-    entropy_loss = jnp.mean(rep.values["entropy"]) if config["ent_coef"] else 0.0  # the graph's -c_H H node
-    clip_frac = jnp.mean(jnp.abs(ratio - 1.0) > config["clip_eps"])
-    total = policy_loss + config["vf_coef"] * value_loss + entropy_loss
+        policy_loss = jnp.mean(clipped_surrogate(ratio, adv, config.clip_eps))
+    value_loss = 0.5 * jnp.mean((mb["target"] - mdp_batch(rep.values).value) ** 2)  # ½ (V_φ(s) - R̂)²
+    entropy_loss = jnp.mean(rep.values["entropy"]) if config.ent_coef else 0.0  # the graph's -c_H H node
+    clip_frac = jnp.mean(jnp.abs(ratio - 1.0) > config.clip_eps)
+    total = policy_loss + config.vf_coef * value_loss + entropy_loss
     return total, {"value_loss": value_loss, "approx_kl": kl, "clip_frac": clip_frac}
 
 
-def collect(mdp, config: dict, params: dict, rollout: RolloutState, key: jax.Array) -> tuple[dict, dict, dict]:
-    """Steps 1-2: roll out at ``θ_old`` and compute GAE advantages and λ-return targets; no gradient.
+def collect(
+    mdp, config: PPOConfig, params: dict, rollout: RolloutState, key: jax.Array, observed: dict | None = None
+) -> tuple[dict, dict, dict]:
+    """Steps 1-2: roll out at ``θ_old`` (or read the host-collected ``observed`` batch) and compute GAE
+    advantages and λ-return targets; no gradient.
 
     Returns the graph ``inputs``, the rollout's node ``values`` (``[N, T, ...]``) and the data the
     minibatches are drawn from, flattened to ``[N·T, ...]`` (see :func:`minibatch_loss`).
     """
-    size = config["num_envs"] * config["horizon"]
-    inputs, batch = sample(mdp, params, rollout, key)
+    size = config.num_envs * config.horizon
+    inputs, batch = sample(mdp, params, rollout, key, observed)
     values = batch.values
-    credit = {**values, "r": values["r"] * config["reward_scale"]}
+    credit = {**values, "r": values["r"] * config.reward_scale}
     adv = mdp.compiled.advantages(inputs, credit)["a"]  # Â^c_t = -Â_t (Eq. 26, cost units)
-    target = -values["v"] - adv  # λ-return R̂_t = V(s_t) + Â_t, reward units (scaled)
+    target = batch.steps.value - adv  # λ-return R̂_t = V(s_t) + Â_t, reward units (scaled)
     flat = jax.tree_util.tree_map(lambda x: x.reshape((size, *x.shape[2:])), values)
-    data = {"values": flat, "logp_old": batch.log_probs["a"].reshape(size), "adv": adv.reshape(size),
+    data = {"values": flat, "logp_old": batch.steps.log_prob.reshape(size), "adv": adv.reshape(size),
             "target": target.reshape(size)}
-    if config["surrogate"] == "kl_penalty":  # π_θold(·|s) at every recorded step, for the closed-form KL
+    if config.surrogate == "kl_penalty":  # π_θold(·|s) at every recorded step, for the closed-form KL
         data["dist_old"] = jax.lax.stop_gradient(mdp.compiled.replay(inputs, flat, batch_ndim=1).dists["a"])
     return inputs, values, data
 
 
-def _check(config: dict) -> None:
-    if config["surrogate"] not in ("clip", "kl_penalty"):
-        raise ValueError(f"ppo: surrogate must be 'clip' or 'kl_penalty', got {config['surrogate']!r}")
-    if (config["num_envs"] * config["horizon"]) % config["num_minibatches"]:
-        raise ValueError(f"ppo: num_envs × horizon must be divisible by num_minibatches ({config['num_minibatches']})")
-
-
-def make(env, env_params, config: dict):
-    config = {**DEFAULT_CONFIG, **config}
-    _check(config)
-    mdp = compile_mdp(env, env_params, config, gae_lambda=config["gae_lambda"], entropy_bonus=config["ent_coef"])
-    opt = optax.chain(optax.clip_by_global_norm(config["max_grad_norm"]), optax.adam(config["lr"], eps=1e-5))
-    size = config["num_envs"] * config["horizon"]
-    num_mb, kl_mode = config["num_minibatches"], config["surrogate"] == "kl_penalty"
+def make(env, env_params, config: PPOConfig | dict | None = None):
+    config = resolve(PPOConfig, config)
+    mdp = compile_mdp(env, env_params, config, gae_lambda=config.gae_lambda, entropy_bonus=config.ent_coef)
+    opt = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5))
+    size = config.num_envs * config.horizon
+    num_mb, kl_mode = config.num_minibatches, config.surrogate == "kl_penalty"
 
     def init(key: jax.Array) -> TrainState:
         k_net, k_env, k_run = jax.random.split(key, 3)
         params = init_params(mdp, k_net)
-        rollout = reset_envs(env, env_params, k_env, config["num_envs"])
-        return TrainState(params, opt.init(params), rollout, jnp.asarray(config["kl_beta"], jnp.float32), k_run)
+        rollout = reset_envs(env, env_params, k_env, config.num_envs)
+        return TrainState(params, opt.init(params), rollout, jnp.asarray(config.kl_beta, jnp.float32), k_run)
 
-    def update(state: TrainState):
+    def update(state: TrainState, batch: dict | None = None):
         key, k_roll, k_perm = jax.random.split(state.key, 3)
-        inputs, values, data = collect(mdp, config, state.params, state.rollout, k_roll)
+        inputs, values, data = collect(mdp, config, state.params, state.rollout, k_roll, batch)
         flat = data["values"]
 
         def minibatch(carry, idx):
@@ -196,17 +211,18 @@ def make(env, env_params, config: dict):
             order = jax.random.permutation(k, size).reshape(num_mb, size // num_mb)
             return jax.lax.scan(minibatch, carry, order)
 
-        (params, opt_state), stats = jax.lax.scan(epoch, (state.params, state.opt), jax.random.split(k_perm, config["epochs"]))
+        (params, opt_state), stats = jax.lax.scan(epoch, (state.params, state.opt), jax.random.split(k_perm, config.epochs))
         stats = jax.tree_util.tree_map(jnp.mean, stats)
         beta = state.beta
         if kl_mode:  # the slide's rule, on the batch's mean KL after the epochs
             kl = mean_kl(data["dist_old"], mdp.compiled.replay({**inputs, **params}, flat, batch_ndim=1).dists["a"])
-            beta, stats["approx_kl"] = adapt_beta(beta, kl, config["kl_target"]), kl
+            beta, stats["approx_kl"] = adapt_beta(beta, kl, config.kl_target), kl
+        # loss, grad_norm, value_loss, approx_kl, clip_frac: means over the minibatch steps
         rollout, metrics = report(state.rollout, values, loss=stats.pop("loss"), grads=None)
-        metrics.update(stats, beta=beta)  # grad_norm, value_loss, approx_kl, clip_frac: means over the minibatch steps
+        metrics.update(stats, beta=beta)
         return TrainState(params, opt_state, rollout, beta, key), metrics
 
     return init, update
 
 
-ALGORITHM = register(Algorithm("ppo", __doc__.splitlines()[0], ("discrete", "continuous"), DEFAULT_CONFIG, make, TUNED))
+ALGORITHM = register(Algorithm("ppo", __doc__.splitlines()[0], ("discrete", "continuous"), PPOConfig, make, TUNED))

@@ -17,7 +17,7 @@ compiler's gradient of ``E_{θ,ζ}[-R(θ, ζ)]`` with respect to ``μ`` (and
   terms sum to the central finite difference
   ``½ (R(μ+σz, ζ) - R(μ-σz, ζ)) z / σ`` (the slide writes it without the ½;
   the mean over the pair has it), whatever the baseline. The baseline is the
-  mean return of the *other* pairs (:class:`PairedLeaveOneOut`): a
+  mean return of the *other* pairs (:class:`scg.baselines.PairedLeaveOneOut`): a
   leave-one-out over samples would include the partner, which depends on
   ``θ_i``, and bias the ``σ`` gradient. Each draw is marginally ``N(μ, σ²)``,
   so the estimator is unbiased; sharing ``ζ`` is what makes the difference
@@ -34,57 +34,54 @@ The update is an optax Adam step (descent on the cost). Metrics:
 the mean return of the last 20 evaluated episodes (population members, as
 in :mod:`scg.algorithms.cem`); ``loss`` the batch mean of ``-R`` (the Monte Carlo
 objective); ``grad_norm`` the norm of the estimated gradient.
+
+``update(state, batch=None)`` (:mod:`scg.algorithms.base`): ``batch`` may hold observed
+values of the graph's nodes in place of those drawn inside the compiled call
+(for ``es_antithetic`` they override the pairs).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-import scg
+from scg import baselines
+from scg.algorithms import episodes
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.cem import Recent, compile_search, push_recent
-from scg.algorithms.common import global_norm
-from scg.errors import GraphError
-
-DEFAULT_CONFIG = dict(
-    population=50,  # episodes per iteration (pairs × 2 for the antithetic variant)
-    hidden=(),  # () is a linear policy
-    greedy=True,  # act with the mode of the policy
-    init_std=0.5,
-    learn_sigma=True,  # also follow the gradient with respect to log σ
-    lr=0.1,
-    window=20,
-)
+from scg.algorithms.cem import compile_search
+from scg.algorithms.config import Config, ConfigError, option, positive, resolve
 
 
-class PairedLeaveOneOut:
-    """Baseline for antithetic pairs laid out ``[+ half; - half]``: the mean ``Q̂`` of the other pairs.
+@dataclasses.dataclass(frozen=True)
+class SearchGradientConfig(Config):
+    name: ClassVar[str] = "es"
+    population: int = option(50, positive)  # episodes per iteration (pairs × 2 for the antithetic variant)
+    hidden: tuple[int, ...] = ()  # () is a linear policy
+    greedy: bool = True  # act with the mode of the policy
+    init_std: float = option(0.5, positive)
+    learn_sigma: bool = True  # also follow the gradient with respect to log σ
+    lr: float = option(0.1, positive)
+    window: int = option(20, positive)  # episodes in the mean_return window
 
-    Pair ``j`` (samples ``j`` and ``j + m``) gets ``b = mean_{k != j} (Q̂_k + Q̂_{k+m}) / 2``,
-    which does not depend on pair ``j``'s draws (Theorem 2). Needs ``m >= 2`` pairs.
-    """
 
-    def __call__(self, node_name: str, q_hat: jax.Array) -> jax.Array:
-        n = q_hat.shape[0]
-        if n % 2 or n < 4:
-            raise GraphError(f"node {node_name!r}: PairedLeaveOneOut needs an even num_samples >= 4, got {n}")
-        m = n // 2
-        pair = 0.5 * (q_hat[:m] + q_hat[m:])
-        others = (jnp.sum(pair, axis=0, keepdims=True) - pair) / (m - 1)
-        return jnp.concatenate([others, others])
+@dataclasses.dataclass(frozen=True)
+class AntitheticConfig(SearchGradientConfig):
+    name: ClassVar[str] = "es_antithetic"
 
-    def __repr__(self) -> str:
-        return "PairedLeaveOneOut()"
+    def __post_init__(self):
+        super().__post_init__()
+        if self.population % 2 or self.population < 4:
+            raise ConfigError(f"es_antithetic config: population must be even and >= 4 (pairs), got {self.population}")
 
 
 class TrainState(NamedTuple):
     params: dict  # {"mu": [d], "log_sigma": [d]}
     opt_state: optax.OptState
-    recent: Recent
+    recent: episodes.EpisodeStats  # the window of evaluated episodes' returns (no running returns)
     key: jax.Array
 
 
@@ -99,44 +96,38 @@ def antithetic_pairs(key: jax.Array, mu: jax.Array, log_sigma: jax.Array, num_pa
 
 
 def make_factory(antithetic: bool):
-    def make(env, env_params, config: dict):
-        config = {**DEFAULT_CONFIG, **config}
-        n = int(config["population"])
-        if antithetic and (n % 2 or n < 4):
-            raise ValueError(f"es_antithetic: population must be even and >= 4 (pairs), got {n}")
-        baseline = PairedLeaveOneOut() if antithetic else scg.baselines.LeaveOneOut()
-        search = compile_search(env, env_params, config, estimator="score", baseline=baseline)
-        wrt = ("mu", "log_sigma") if config["learn_sigma"] else ("mu",)
+    """``make`` of ``es`` (independent draws, :class:`scg.baselines.LeaveOneOut`) or ``es_antithetic``."""
+    config_cls = AntitheticConfig if antithetic else SearchGradientConfig
+
+    def make(env, env_params, config: SearchGradientConfig | dict | None = None):
+        config = resolve(config_cls, config)
+        n = config.population
+        baseline = baselines.PairedLeaveOneOut() if antithetic else baselines.LeaveOneOut()
+        search = compile_search(env, env_params, hidden=config.hidden, greedy=config.greedy, baseline=baseline)
+        wrt = ("mu", "log_sigma") if config.learn_sigma else ("mu",)
         grad_fn = search.compiled.grad_fn(search.example, num_samples=n, wrt=wrt, with_values=True)
-        opt = optax.adam(config["lr"])
+        opt = optax.adam(config.lr)
 
         def init(key: jax.Array) -> TrainState:
             params = {
                 "mu": jnp.zeros(search.dim, jnp.float32),
-                "log_sigma": jnp.full(search.dim, math.log(config["init_std"]), jnp.float32),
+                "log_sigma": jnp.full(search.dim, math.log(config.init_std), jnp.float32),
             }
-            recent = Recent(jnp.full(config["window"], jnp.nan, jnp.float32), jnp.zeros((), jnp.int32))
-            return TrainState(params, opt.init(params), recent, key)
+            return TrainState(params, opt.init(params), episodes.init(0, config.window), key)
 
-        def update(state: TrainState):
+        def update(state: TrainState, batch: dict | None = None):
             key, k_pairs, k_graph = jax.random.split(state.key, 3)
-            observed = None
+            observed = {}
             if antithetic:
                 theta, zeta = antithetic_pairs(k_pairs, state.params["mu"], state.params["log_sigma"], n // 2)
                 observed = {"theta": theta, "zeta": zeta}
-            grads, values = grad_fn(state.params, k_graph, observed)
+            grads, values = grad_fn(state.params, k_graph, {**observed, **(batch or {})} or None)
             grads = {name: grads.get(name, jnp.zeros_like(p)) for name, p in state.params.items()}
             updates, opt_state = opt.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
             episode = values["episode"]
-            recent = push_recent(state.recent, episode.ret)
-            metrics = {
-                "env_steps": jnp.sum(episode.length),
-                "mean_return": jnp.nanmean(recent.returns),
-                "episodes": recent.count.astype(jnp.float32),
-                "loss": -jnp.mean(episode.ret),
-                "grad_norm": global_norm(grads),
-            }
+            recent = episodes.push(state.recent, episode.ret)
+            metrics = episodes.metrics(recent, env_steps=jnp.sum(episode.length), loss=-jnp.mean(episode.ret), grads=grads)
             return TrainState(params, opt_state, recent, key), metrics
 
         return init, update
@@ -146,9 +137,9 @@ def make_factory(antithetic: bool):
 
 ES = register(
     Algorithm("es", "Score-function gradient ascent on N(μ, σ²) over policy parameters (leave-one-out baseline)",
-              ("discrete", "continuous"), DEFAULT_CONFIG, make_factory(antithetic=False))
+              ("discrete", "continuous"), SearchGradientConfig, make_factory(antithetic=False))
 )
 ES_ANTITHETIC = register(
     Algorithm("es_antithetic", "Score-function gradient ascent on N(μ, σ²) with antithetic pairs μ ± σz sharing episode noise",
-              ("discrete", "continuous"), DEFAULT_CONFIG, make_factory(antithetic=True))
+              ("discrete", "continuous"), AntitheticConfig, make_factory(antithetic=True))
 )

@@ -7,15 +7,16 @@ import numpy as np
 from scg.algorithms.base import ALGORITHMS
 
 
-def make_train(algo_name: str, env, env_params, config: dict | None = None):
+def make_train(algo_name: str, env, env_params, config=None):
     """Returns ``init(keys) -> states`` and ``run(states, num_iterations) -> (states, metrics)``.
 
-    ``keys`` has one key per seed; states and metrics carry a leading seed axis
+    ``config`` is the algorithm's config object or a dict of overrides of its defaults (``make``'s
+    argument: :mod:`scg.algorithms.base`). ``keys`` has one key per seed; states and metrics carry a leading seed axis
     (metrics: ``[seeds, iterations]`` per name). ``run`` is jitted with the
     number of iterations static: progress and checkpoints happen between chunks.
     """
     algo = ALGORITHMS[algo_name]
-    init, update = algo.make(env, env_params, dict(config or {}))
+    init, update = algo.make(env, env_params, config)  # update(state, batch=None): the batch is sampled in the graph
 
     def run_one(state, num_iterations):
         return jax.lax.scan(lambda s, _: update(s), state, None, length=num_iterations)

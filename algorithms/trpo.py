@@ -3,7 +3,7 @@
 Each iteration is the pseudocode of §4.6.1:
 
 1. run ``num_envs`` environments for ``horizon`` steps in the compiled MDP graph
-   (:func:`scg.algorithms.mdp.mdp_graph` with ``gae_lambda=λ``) at ``θ_i``, without a gradient;
+   (:func:`scg.algorithms.mdp.actor_critic_graph` with ``gae_lambda=λ``) at ``θ_i``, without a gradient;
 2. GAE advantages ``Â_t = Σ_l (γλ)^l δ_t+l`` (Eq. 26) with the value function ``V_φi`` from
    *before* its refit (the order §4.6.1 insists on), by ``compiled.advantages`` (cost units:
    ``Â`` here is minus the reward advantage);
@@ -45,52 +45,51 @@ Deviations from the thesis, on purpose:
 - with ``episodic=False`` the value targets and TD residuals bootstrap at the batch's end, where
   the thesis has whole episodes.
 
-``update(state, observed=None, *, hyper=None)``: ``observed`` takes a host-collected batch as in
-:mod:`scg.algorithms.reinforce`. ``hyper={"discount": γ, "gae_lambda": λ}`` replaces the graph's static
-γ and λ by (possibly traced) values, so that a sweep (``bench/gae_figure8.py``) can ``vmap`` over
-them in one compilation; it computes the same quantities with the same library functions
-(:func:`scg.returns.gae`, :func:`scg.returns.cost_to_go`) the compiled graph uses.
+``update(state, batch=None)``: ``batch`` takes a host-collected batch as in
+:mod:`scg.algorithms.reinforce`. The state's ``hyper`` field (``None`` after ``init``) may be set to
+``{"discount": γ, "gae_lambda": λ}`` (``state._replace(hyper=...)``) to replace the graph's static γ
+and λ by (possibly traced) values carried in the state, so that a sweep (``bench/gae_figure8.py``)
+can ``vmap`` over them in one compilation; the advantages and targets are then computed with the
+same library functions (:func:`scg.returns.gae`, :func:`scg.returns.cost_to_go`) the compiled graph uses.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+from typing import ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from scg.algorithms import episodes
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.common import RolloutState, compile_mdp, global_norm, init_params, report, reset_envs, sample
+from scg.algorithms.common import RolloutState, compile_mdp, init_params, report, reset_envs, sample
+from scg.algorithms.mdp import mdp_batch
+from scg.algorithms.config import Config, fraction, non_negative, option, positive, positive_sizes, resolve, unit_interval
 from scg.envs.core import Environment
 from scg import returns
-from scg.dist import Categorical, Normal, kl_divergence
-from scg.trust_region import (
-    categorical_fisher,
-    fit_value_trust_region,
-    gauss_newton_fvp,
-    hvp_fvp,
-    normal_fisher,
-    trpo_step,
-)
+from scg.trust_region import fisher_product, fit_value_trust_region, mean_kl, normalize_advantages, trpo_step, weighted_mean
 
-DEFAULT_CONFIG = dict(
-    num_envs=8,
-    horizon=128,
-    discount=0.99,  # γ
-    gae_lambda=0.97,  # λ
-    hidden=(64, 64),
-    value_hidden=None,  # the value network's hidden layers (None: as ``hidden``)
-    max_kl=0.01,  # δ (thesis: 0.01 in all experiments)
-    cg_iters=10,  # thesis §3.12: 10
-    cg_damping=0.1,
-    fvp="hessian",  # "hessian" (KL Hessian-vector products) or "gauss_newton" (JᵀMJ)
-    fvp_fraction=0.2,  # share of the batch's steps the Fisher-vector products read (§3.12: 10%)
-    normalize_advantages=True,
-    value_max_kl=0.1,  # ε of Eq. 33
-    value_steps=5,  # trust-region value steps per iteration
-    value_target="returns",  # "returns" (Eq. 32) or "lambda" (TD(λ), §4.5 footnote)
-    episodic=False,  # True: per batch, the first episode of each of num_envs fresh environments
-)
+
+@dataclasses.dataclass(frozen=True)
+class TRPOConfig(Config):
+    name: ClassVar[str] = "trpo"
+    num_envs: int = option(8, positive)
+    horizon: int = option(128, positive)
+    discount: float = option(0.99, unit_interval)  # γ
+    gae_lambda: float = option(0.97, fraction)  # λ
+    hidden: tuple[int, ...] = option((64, 64), positive_sizes)
+    value_hidden: tuple[int, ...] | None = option(None, positive_sizes)  # the value network's layers (None: as hidden)
+    max_kl: float = option(0.01, positive)  # δ (thesis: 0.01 in all experiments)
+    cg_iters: int = option(10, positive)  # thesis §3.12: 10
+    cg_damping: float = option(0.1, non_negative)
+    fvp: Literal["hessian", "gauss_newton"] = "hessian"  # KL Hessian-vector products, or JᵀMJ
+    fvp_fraction: float = option(0.2, unit_interval)  # share of the batch's steps the Fisher products read (§3.12: 10%)
+    normalize_advantages: bool = True
+    value_max_kl: float = option(0.1, positive)  # ε of Eq. 33
+    value_steps: int = option(5, positive)  # trust-region value steps per iteration
+    value_target: Literal["returns", "lambda"] = "returns"  # Eq. 32's returns, or TD(λ) (§4.5 footnote)
+    episodic: bool = False  # True: per batch, the first episode of each of num_envs fresh environments
+
 
 # Per-environment configs the learning checks (bench/learning.py, tests/algorithms/test_trpo.py) and `scg train` use.
 # On Pendulum-v1 (200-step episodes, no termination) the defaults also reached -250 (2 seeds, within 100k steps),
@@ -102,27 +101,10 @@ class TrainState(NamedTuple):
     params: dict  # {"theta": policy, "phi": value}
     rollout: RolloutState
     key: jax.Array
+    hyper: dict | None = None  # {"discount": γ, "gae_lambda": λ} in place of the graph's (module docstring)
 
 
-def first_episode_mask(done: jax.Array) -> jax.Array:
-    """``[N, T]`` 1.0 on the steps of each row's first episode (up to and including its first ``done``)."""
-    assert done.ndim == 2, f"done must be [N, T], got {done.shape}"
-    done = done.astype(jnp.int32)
-    return (jnp.cumsum(done, axis=1) - done == 0).astype(jnp.float32)
-
-
-def _wmean(x: jax.Array, w: jax.Array) -> jax.Array:
-    assert x.shape == w.shape, f"{x.shape} vs {w.shape}"
-    return jnp.sum(w * x) / jnp.sum(w)
-
-
-def _kl(p, q, batch_ndim: int) -> jax.Array:
-    """``KL(p ‖ q)`` per position, summed over the action's elements."""
-    kl = kl_divergence(p, q)
-    return kl.reshape(kl.shape[:batch_ndim] + (-1,)).sum(-1)
-
-
-def advantages_and_targets(mdp, config: dict, inputs: dict, values: dict, hyper: dict | None = None):
+def advantages_and_targets(mdp, config: TRPOConfig, inputs: dict, values: dict, hyper: dict | None = None):
     """GAE ``Â_t`` (Eq. 26, cost units) with the current ``V_φ`` and the value targets ``V̂_t`` (reward units), ``[N, T]``.
 
     With ``hyper=None`` from the compiled graph; otherwise from the same library functions
@@ -132,16 +114,15 @@ def advantages_and_targets(mdp, config: dict, inputs: dict, values: dict, hyper:
         adv = mdp.compiled.advantages(inputs, values)["a"]
         cost_to_go = mdp.compiled.cost_to_go(inputs, values)
     else:
-        per_step = (values["r"], values["terminated"], values["truncated"], values["boot"])
+        steps = mdp_batch(values)  # in cost units below, as the compiler's scans take them
+        per_step = (-steps.reward, steps.terminated, steps.truncated, -steps.final_value)
         gamma, lam = hyper["discount"], hyper["gae_lambda"]
-        adv = jax.vmap(returns.gae, (0, 0, 0, 0, 0, None, None))(*per_step, values["v"], gamma, lam)
+        adv = jax.vmap(returns.gae, (0, 0, 0, 0, 0, None, None))(*per_step, -steps.value, gamma, lam)
         cost_to_go = jax.vmap(returns.cost_to_go, (0, 0, 0, 0, None))(*per_step, gamma)
-    if config["value_target"] == "returns":
+    if config.value_target == "returns":
         targets = -cost_to_go  # Eq. 32: Σ_l γ^l r_t+l (bootstrapped where the batch cuts an episode)
-    elif config["value_target"] == "lambda":
-        targets = -(values["v"] + adv)  # V_φold(s_t) + Â_t in reward units (v = -V, Â in costs)
-    else:
-        raise ValueError(f"value_target must be 'returns' or 'lambda', got {config['value_target']!r}")
+    else:  # "lambda"
+        targets = mdp_batch(values).value - adv  # V_φold(s_t) + Â_t in reward units (Â in costs)
     return jax.lax.stop_gradient(adv), jax.lax.stop_gradient(targets)
 
 
@@ -156,52 +137,29 @@ def _subsample(values: dict, weights: jax.Array, fraction: float, key: jax.Array
     return jax.tree_util.tree_map(lambda x: x[idx], values), weights[idx]
 
 
-def _fisher_product(kind: str, policy_dists, theta, weights, damping: float):
-    """``v ↦ (F + damping·I) v`` with ``F`` the weighted-mean Fisher matrix of ``policy_dists(θ)`` at ``theta``."""
-    if kind == "hessian":  # §3.12.1's "simpler" method: Hessian of the mean KL
-        old = jax.lax.stop_gradient(policy_dists(theta))
-        return hvp_fvp(lambda th: _wmean(_kl(old, policy_dists(th), 1), weights), theta, damping=damping)
-    if kind != "gauss_newton":
-        raise ValueError(f"fvp must be 'hessian' or 'gauss_newton', got {kind!r}")
-    scale = weights / jnp.sum(weights)  # per-row weight of the mean
-    per_row = lambda x: x * scale.reshape((-1,) + (1,) * (x.ndim - 1))  # noqa: E731
-    d = policy_dists(theta)
-    if isinstance(d, Categorical):
-        return gauss_newton_fvp(lambda th: policy_dists(th).logits, lambda mu, t: per_row(categorical_fisher(mu, t)),
-                                theta, damping=damping)
-    if isinstance(d, Normal):
-        def mean_logstd(th):
-            d = policy_dists(th)
-            return d.loc, jnp.log(d.scale)
-
-        return gauss_newton_fvp(mean_logstd, lambda mu, t: jax.tree_util.tree_map(per_row, normal_fisher(mu, t)),
-                                theta, damping=damping)
-    raise TypeError(f"fvp='gauss_newton' knows Categorical and Normal policies, got {type(d).__name__}")
-
-
-def policy_step(mdp, config: dict, inputs: dict, values: dict, adv: jax.Array, weights: jax.Array, key: jax.Array):
+def policy_step(mdp, config: TRPOConfig, inputs: dict, values: dict, adv: jax.Array, weights: jax.Array, key: jax.Array):
     """One TRPO step on Eq. 35 from ``θ_old = inputs["theta"]``; returns ``(θ, TRPOInfo, ∇L(θ_old))``."""
-    if config["normalize_advantages"]:
-        mean = _wmean(adv, weights)
-        adv = (adv - mean) / (jnp.sqrt(_wmean((adv - mean) ** 2, weights)) + 1e-8)
+    if config.normalize_advantages:
+        adv = normalize_advantages(adv, weights)
     theta_old = inputs["theta"]
     at = lambda theta, vals, nd: mdp.compiled.replay({**inputs, "theta": theta}, vals, batch_ndim=nd)  # noqa: E731
     old = jax.lax.stop_gradient(at(theta_old, values, 2))
 
     def loss_fn(theta):  # L(θ) of Eq. 35 in cost units (minimised)
         ratio = jnp.exp(at(theta, values, 2).log_probs["a"] - old.log_probs["a"])
-        return _wmean(ratio * adv, weights)
+        return weighted_mean(ratio * adv, weights)
 
     def kl_fn(theta):  # D̄_KL(θ_old, θ) of Eq. 35, on the whole batch
-        return _wmean(_kl(old.dists["a"], at(theta, values, 2).dists["a"], 2), weights)
+        return mean_kl(old.dists["a"], at(theta, values, 2).dists["a"], weights, batch_ndim=2)
 
-    sub, sub_weights = _subsample(values, weights, config["fvp_fraction"], key)
-    fvp = _fisher_product(config["fvp"], lambda th: at(th, sub, 1).dists["a"], theta_old, sub_weights, config["cg_damping"])
-    theta, info = trpo_step(loss_fn, kl_fn, theta_old, max_kl=config["max_kl"], cg_iters=config["cg_iters"], fvp=fvp)
+    sub, sub_weights = _subsample(values, weights, config.fvp_fraction, key)
+    dists = lambda th: at(th, sub, 1).dists["a"]  # noqa: E731
+    fvp = fisher_product(config.fvp, dists, theta_old, sub_weights, damping=config.cg_damping)
+    theta, info = trpo_step(loss_fn, kl_fn, theta_old, max_kl=config.max_kl, cg_iters=config.cg_iters, fvp=fvp)
     return theta, info, jax.grad(loss_fn)(theta_old)
 
 
-def value_step(value, config: dict, phi, obs: jax.Array, targets: jax.Array, weights: jax.Array):
+def value_step(value, config: TRPOConfig, phi, obs: jax.Array, targets: jax.Array, weights: jax.Array):
     """``value_steps`` trust-region steps of Eq. 33–34 towards ``targets``; weighted by ``weights``.
 
     Weights enter as ``√w`` on both ``V_φ(s_n)`` and ``V̂_n`` (``w`` normalised to mean 1), which turns
@@ -213,46 +171,40 @@ def value_step(value, config: dict, phi, obs: jax.Array, targets: jax.Array, wei
     scaled = lambda phi, x: x[1] * value.apply(phi, x[0])  # noqa: E731
 
     def one(phi, _):
-        return fit_value_trust_region(scaled, phi, (obs, root_w), root_w * targets, max_kl=config["value_max_kl"])
+        return fit_value_trust_region(scaled, phi, (obs, root_w), root_w * targets, max_kl=config.value_max_kl)
 
-    return jax.lax.scan(one, phi, None, length=config["value_steps"])
+    return jax.lax.scan(one, phi, None, length=config.value_steps)
 
 
-def make(env, env_params, config: dict):
-    config = {**DEFAULT_CONFIG, **config}
-    if config["episodic"] and not isinstance(env, Environment):
+def make(env, env_params, config: TRPOConfig | dict | None = None):
+    config = resolve(TRPOConfig, config)
+    if config.episodic and not isinstance(env, Environment):
         raise ValueError("trpo: episodic=True resets environments each iteration, which needs a JAX env")
-    mdp = compile_mdp(env, env_params, config, gae_lambda=config["gae_lambda"])
-    n_envs = config["num_envs"]
-    window = n_envs if config["episodic"] else 20  # episodic: mean_return is the batch's mean episode return
+    mdp = compile_mdp(env, env_params, config, gae_lambda=config.gae_lambda)
+    n_envs = config.num_envs
+    window = n_envs if config.episodic else 20  # episodic: mean_return is the batch's mean episode return
 
     def init(key: jax.Array) -> TrainState:
         k_net, k_env, k_run = jax.random.split(key, 3)
         return TrainState(init_params(mdp, k_net), reset_envs(env, env_params, k_env, n_envs, window), k_run)
 
-    def update(state: TrainState, observed: dict | None = None, *, hyper: dict | None = None):
+    def update(state: TrainState, batch: dict | None = None):
         key, k_env, k_roll, k_fvp = jax.random.split(state.key, 4)
         rollout = state.rollout
-        if config["episodic"]:
+        if config.episodic:
             rollout = reset_envs(env, env_params, k_env, n_envs, window)._replace(stats=rollout.stats)
-        inputs, batch = sample(mdp, state.params, rollout, k_roll, observed)
-        values = batch.values
-        done = jnp.logical_or(values["terminated"], values["truncated"])
-        weights = first_episode_mask(done) if config["episodic"] else jnp.ones(done.shape, jnp.float32)
-        adv, targets = advantages_and_targets(mdp, config, inputs, values, hyper)  # with V_φi: before the refit
+        inputs, sampled = sample(mdp, state.params, rollout, k_roll, batch)
+        values, steps = sampled.values, sampled.steps
+        done = steps.done
+        weights = jax.vmap(episodes.first_episode_mask)(done) if config.episodic else jnp.ones(done.shape, jnp.float32)
+        adv, targets = advantages_and_targets(mdp, config, inputs, values, state.hyper)  # with V_φi: before the refit
         theta, info, grad = policy_step(mdp, config, inputs, values, adv, weights, k_fvp)
-        phi, value_infos = value_step(mdp.value, config, state.params["phi"], values["obs"], targets, weights)
-        if config["episodic"]:
+        phi, value_infos = value_step(mdp.value, config, state.params["phi"], steps.obs, targets, weights)
+        if config.episodic:
             stats = rollout.stats._replace(running=jnp.zeros_like(rollout.stats.running))
-            stats = episodes.update(stats, -values["r"] * weights, jnp.logical_and(done, weights > 0))
+            stats = episodes.update(stats, steps.reward * weights, jnp.logical_and(done, weights > 0))
             rollout = rollout._replace(stats=stats)
-            metrics = {
-                "env_steps": jnp.sum(weights),
-                "mean_return": episodes.mean_recent(stats),
-                "episodes": stats.count.astype(jnp.float32),
-                "loss": info.loss_after,
-                "grad_norm": global_norm(grad),
-            }
+            metrics = episodes.metrics(stats, env_steps=jnp.sum(weights), loss=info.loss_after, grads=grad)
         else:
             rollout, metrics = report(rollout, values, loss=info.loss_after, grads=grad)
         metrics.update(
@@ -261,9 +213,9 @@ def make(env, env_params, config: dict):
             value_loss=value_infos.loss_after[-1],
             value_kl=jnp.mean(value_infos.kl),
         )
-        return TrainState({"theta": theta, "phi": phi}, rollout, key), metrics
+        return TrainState({"theta": theta, "phi": phi}, rollout, key, state.hyper), metrics
 
     return init, update
 
 
-ALGORITHM = register(Algorithm("trpo", __doc__.splitlines()[0], ("discrete", "continuous"), DEFAULT_CONFIG, make, TUNED))
+ALGORITHM = register(Algorithm("trpo", __doc__.splitlines()[0], ("discrete", "continuous"), TRPOConfig, make, TUNED))

@@ -46,7 +46,7 @@ import handwritten_ppo as hw  # noqa: E402
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "ppo.json")
 ENV = CartPole()
 PARAMS = ENV.default_params
-HORIZON = ppo.DEFAULT_CONFIG["horizon"]
+HORIZON = ppo.PPOConfig().horizon
 
 
 def log(*args):
@@ -60,25 +60,25 @@ def _rel_err(a, b) -> float:
 
 def check_same(num_envs: int = 16, seed: int = 0) -> dict:
     """One batch sampled by the compiled graph: the hand-written GAE, targets and loss gradient agree with scg's."""
-    config = {**ppo.DEFAULT_CONFIG, "num_envs": num_envs}
-    mdp = common.compile_mdp(ENV, PARAMS, config, gae_lambda=config["gae_lambda"])
+    config = ppo.PPOConfig(num_envs=num_envs)
+    mdp = common.compile_mdp(ENV, PARAMS, config, gae_lambda=config.gae_lambda)
     key = jax.random.key(seed)
     params = common.init_params(mdp, key)
     rollout = common.reset_envs(ENV, PARAMS, jax.random.fold_in(key, 1), num_envs)
     inputs, batch = common.sample(mdp, params, rollout, jax.random.fold_in(key, 2))
-    v, tr = batch.values, batch.values["transition"]
+    v, st = batch.values, batch.steps  # st: the typed view (reward units)
     adv_scg = -mdp.compiled.advantages(inputs, v)["a"]  # reward units
     sw = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731  [N, T] -> [T, N]
-    value = hw.value_fn(params["phi"], sw(v["obs"]))
-    logits = jax.nn.log_softmax(hw.logits_fn(params["theta"], sw(v["obs"])))
-    logp = jnp.take_along_axis(logits, sw(v["a"])[..., None], axis=-1)[..., 0]
-    hb = hw.Batch(sw(v["obs"]), sw(v["a"]), logp, value, sw(tr.reward).astype(jnp.float32), sw(tr.terminated),
-                  sw(tr.truncated), sw(tr.final_obs))
-    adv_hw = hw.gae(hb, hw.value_fn(params["phi"], hb.final_obs), config["discount"], config["gae_lambda"])
+    value = hw.value_fn(params["phi"], sw(st.obs))
+    logits = jax.nn.log_softmax(hw.logits_fn(params["theta"], sw(st.obs)))
+    logp = jnp.take_along_axis(logits, sw(st.action)[..., None], axis=-1)[..., 0]
+    hb = hw.Batch(sw(st.obs), sw(st.action), logp, value, sw(st.reward), sw(st.terminated), sw(st.truncated),
+                  sw(st.final_obs))
+    adv_hw = hw.gae(hb, hw.value_fn(params["phi"], hb.final_obs), config.discount, config.gae_lambda)
     out = {
-        "num_envs": num_envs, "horizon": HORIZON, "episode_ends": int(jnp.sum(tr.terminated | tr.truncated)),
-        "max_abs_logp_err": float(jnp.max(jnp.abs(sw(batch.log_probs["a"]) - logp))),
-        "max_abs_value_err": float(jnp.max(jnp.abs(sw(-v["v"]) - value))),
+        "num_envs": num_envs, "horizon": HORIZON, "episode_ends": int(jnp.sum(st.done)),
+        "max_abs_logp_err": float(jnp.max(jnp.abs(sw(st.log_prob) - logp))),
+        "max_abs_value_err": float(jnp.max(jnp.abs(sw(st.value) - value))),
         "max_abs_advantage_err": float(jnp.max(jnp.abs(sw(adv_scg) - adv_hw))),
     }
     # The loss gradient on the whole batch as one minibatch, at parameters moved away from θ_old.
@@ -87,10 +87,10 @@ def check_same(num_envs: int = 16, seed: int = 0) -> dict:
     target = adv_hw + value
     hw_mb = {"obs": flat(hb.obs), "action": flat(hb.action), "logp_old": flat(logp), "adv": flat(adv_hw), "target": flat(target)}
     moved = jax.tree_util.tree_map(lambda x: x * 1.3 + 0.01, params)  # away from θ_old: ratios ≠ 1, some clipped
-    g_hw = jax.grad(lambda p: hw.ppo_loss(p, hw_mb, config)[0])(moved)
-    scg_mb = {"values": jax.tree_util.tree_map(flat, v), "logp_old": flat(batch.log_probs["a"]),
+    g_hw = jax.grad(lambda p: hw.ppo_loss(p, hw_mb, config.to_dict())[0])(moved)
+    scg_mb = {"values": jax.tree_util.tree_map(flat, v), "logp_old": flat(st.log_prob),
               "adv": -flat(sw(adv_hw)), "target": flat(sw(target))}  # [N, T] order, cost-unit advantages
-    beta = jnp.float32(config["kl_beta"])
+    beta = jnp.float32(config.kl_beta)
     g_scg = jax.grad(lambda p: ppo.minibatch_loss(p, mdp, config, inputs, scg_mb, beta)[0])(moved)
     out["max_rel_grad_err"] = _rel_err(g_scg, g_hw)
     ok = all(out[k] < 1e-4 for k in ("max_abs_logp_err", "max_abs_value_err", "max_abs_advantage_err")) and out["max_rel_grad_err"] < 1e-4
@@ -110,9 +110,9 @@ def throughput(num_envs: int, iterations: int, reps: int, max_seconds: float) ->
 
 def breakdown(num_envs: int, reps: int, max_seconds: float) -> dict:
     """Data collection alone (rollout at θ_old, ``log π_θold``, ``V``, GAE, targets, flattening), both versions."""
-    config = {**ppo.DEFAULT_CONFIG, "num_envs": num_envs}
-    mdp = common.compile_mdp(ENV, PARAMS, config, gae_lambda=config["gae_lambda"])
-    parts = hw.build(ENV, PARAMS, config)
+    config = ppo.PPOConfig(num_envs=num_envs)
+    mdp = common.compile_mdp(ENV, PARAMS, config, gae_lambda=config.gae_lambda)
+    parts = hw.build(ENV, PARAMS, config.to_dict())
     key = jax.random.key(0)
     params = common.init_params(mdp, key)
     rollout = common.reset_envs(ENV, PARAMS, key, num_envs)
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     config = {
         "algorithm": "ppo", "env": ENV.name, "seeds": 1, "horizon": HORIZON,
-        "ppo_config": {k: list(v) if isinstance(v, tuple) else v for k, v in ppo.DEFAULT_CONFIG.items()},
+        "ppo_config": {k: list(v) if isinstance(v, tuple) else v for k, v in ppo.PPOConfig().to_dict().items()},
         "sizes": list(sizes), "iterations_per_call": {str(n): iters[n] for n in sizes}, "max_reps": reps,
         "quick": args.quick, **_util.environment(),
         "note": "2 shared CPU cores; other processes ran at the same time: timings are noisy, see p25/p75",

@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import scg  # noqa: E402
 from scg.algorithms import common, make_train, reinforce  # noqa: E402
-from scg.algorithms.mdp import Transition, mdp_graph  # noqa: E402
+from scg.algorithms.mdp import Transition, actor_critic_graph, mdp_batch, simulated_transition  # noqa: E402
 from scg.algorithms.networks import make_policy, make_value  # noqa: E402
 from scg.envs.classic_control import CartPole  # noqa: E402
 from scg.envs.wrappers import AutoReset  # noqa: E402
@@ -57,7 +57,7 @@ import handwritten_reinforce as hw  # noqa: E402
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "training.json")
 ENV = CartPole()
 PARAMS = ENV.default_params
-HORIZON = reinforce.DEFAULT_CONFIG["horizon"]
+HORIZON = reinforce.ReinforceConfig().horizon
 
 
 def log(*args):
@@ -67,7 +67,7 @@ def log(*args):
 # -- the two must compute the same thing ------------------------------------------------------------------
 def check_same_gradient(num_envs: int = 16, horizon: int = 50, seed: int = 0) -> dict:
     """One hand-written rollout, fed to the compiled graph as observed data: same ∇θ and same returns."""
-    config = {**reinforce.DEFAULT_CONFIG, "num_envs": num_envs, "horizon": horizon}
+    config = reinforce.ReinforceConfig(num_envs=num_envs, horizon=horizon)
     mdp = common.compile_mdp(ENV, PARAMS, config)
     key = jax.random.key(seed)
     params = common.init_params(mdp, key)
@@ -84,7 +84,7 @@ def check_same_gradient(num_envs: int = 16, horizon: int = 50, seed: int = 0) ->
     keys = jax.random.split(jax.random.fold_in(key, 2), horizon)
     _, (obs, act, ts) = jax.lax.scan(step, (rollout0.obs, rollout0.state), keys)
     batch = hw.Batch(obs, act, ts.reward.astype(jnp.float32), ts.terminated, ts.truncated, ts.info["final_obs"])
-    g_hw, ret_hw = hw.policy_grad(params["theta"], params["phi"], batch, config["discount"])
+    g_hw, ret_hw = hw.policy_grad(params["theta"], params["phi"], batch, config.discount)
 
     swap = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731  [T, N, ...] -> [N, T, ...]
     transition = jax.tree_util.tree_map(
@@ -115,9 +115,9 @@ def throughput(num_envs: int, iterations: int, reps: int, max_seconds: float) ->
 
 def breakdown(num_envs: int, reps: int, max_seconds: float, diagnostics: bool) -> dict:
     """One iteration's two halves alone: (a) rollout + policy gradient + returns, (b) value refit."""
-    config = {**reinforce.DEFAULT_CONFIG, "num_envs": num_envs}
+    config = reinforce.ReinforceConfig(num_envs=num_envs)
     mdp = common.compile_mdp(ENV, PARAMS, config)
-    parts = hw.build(ENV, PARAMS, config)
+    parts = hw.build(ENV, PARAMS, config.to_dict())
     key = jax.random.key(0)
     params = common.init_params(mdp, key)
     rollout0 = common.reset_envs(ENV, PARAMS, key, num_envs)
@@ -127,11 +127,11 @@ def breakdown(num_envs: int, reps: int, max_seconds: float, diagnostics: bool) -
     def scg_pg(inputs, observed, key, grad_and_values=mdp.grad_and_values):
         grads, values = grad_and_values(inputs, key, observed)
         returns = -program.cost_to_go(values)
-        return grads["theta"], returns, values["obs"], common.advance(rollout0, values)
+        return grads["theta"], returns, mdp_batch(values).obs, common.advance(rollout0, values)
 
     def hw_pg(inputs, observed, key):
         (obs, env_state), batch = parts.rollout(inputs["theta"], observed["obs"], observed["state"], key)
-        grads, returns = hw.policy_grad(inputs["theta"], inputs["phi"], batch, config["discount"])
+        grads, returns = hw.policy_grad(inputs["theta"], inputs["phi"], batch, config.discount)
         stats = hw.update_stats(hw.Stats(rollout0.stats.running, rollout0.stats.recent, rollout0.stats.count),
                                 batch.reward, batch.terminated | batch.truncated)
         return grads, returns, batch.obs, (obs, env_state, stats)
@@ -150,7 +150,7 @@ def breakdown(num_envs: int, reps: int, max_seconds: float, diagnostics: bool) -
             tr, sw = v["transition"], lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
             batch = hw.Batch(sw(v["obs"]), sw(v["a"]), sw(tr.reward.astype(jnp.float32)), sw(tr.terminated),
                              sw(tr.truncated), sw(tr.final_obs))
-            return hw.policy_grad(i["theta"], i["phi"], batch, config["discount"])
+            return hw.policy_grad(i["theta"], i["phi"], batch, config.discount)
 
         pg["scg_sample_then_batched_rescore"] = jax.jit(sample_then_rescore)
         pg["handwritten_rollout_only"] = jax.jit(lambda i, o, k: parts.rollout(i["theta"], o["obs"], o["state"], k))
@@ -159,12 +159,12 @@ def breakdown(num_envs: int, reps: int, max_seconds: float, diagnostics: bool) -
         _, compile_s[name] = _util.timed(f, inputs, observed, key)
     pg_t = _util.interleaved(pg, (inputs, observed, key), reps=reps, warmup=1, max_seconds=max_seconds)
 
-    opt = reinforce.optax.adam(config["value_lr"])
+    opt = reinforce.optax.adam(config.value_lr)
     phi, opt_state = params["phi"], opt.init(params["phi"])
     obs = jax.random.normal(key, (num_envs, HORIZON, 4))
     targets = jax.random.normal(key, (num_envs, HORIZON))
     fit = {
-        "scg": jax.jit(lambda p, s, o, t: common.fit_value(mdp.value, p, opt, s, o, t, config["value_epochs"])),
+        "scg": jax.jit(lambda p, s, o, t: common.fit_value(mdp.value, p, opt, s, o, t, config.value_epochs)),
         "handwritten": jax.jit(parts.fit_value),
     }
     for f in fit.values():
@@ -196,7 +196,7 @@ def eager(num_envs: int, iterations: int) -> dict:
 def unrolled_mdp_graph(policy, value, horizon: int) -> scg.Graph:
     """The REINFORCE MDP written as one flat graph of ``horizon`` copies of the step (the general path).
 
-    Same nodes per step as :func:`scg.algorithms.mdp.mdp_graph` (baseline ``-V(obs_t)``, policy, simulated
+    Same nodes per step as :func:`scg.algorithms.mdp.actor_critic_graph` (baseline ``-V(obs_t)``, policy, simulated
     transition, cost), without episode flags, bootstrap or discount: for compile time only.
     """
     stepper = AutoReset(ENV)
@@ -240,7 +240,7 @@ def compile_time(graph_fn, num_samples: int = 8) -> dict:
 def compile_vs_horizon(horizons, flat_horizons) -> dict:
     out = {"temporal": [], "unrolled": []}
     for h in horizons:
-        r = compile_time(lambda pi, v, h=h: mdp_graph(ENV, PARAMS, pi, v, horizon=h))
+        r = compile_time(lambda pi, v, h=h: actor_critic_graph(simulated_transition(ENV, PARAMS), pi, v, horizon=h))
         out["temporal"].append({"horizon": h, **r})
         log(f"  temporal T={h}: first call {r['first_call_s']:.2f}s (trace {r['trace_s']:.2f}, xla {r['xla_compile_s']:.2f})")
     for h in flat_horizons:
@@ -293,7 +293,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     config = {
         "algorithm": "reinforce", "env": ENV.name, "seeds": 1, "horizon": HORIZON,
-        "reinforce_config": {k: list(v) if isinstance(v, tuple) else v for k, v in reinforce.DEFAULT_CONFIG.items()},
+        "reinforce_config": {k: list(v) if isinstance(v, tuple) else v for k, v in reinforce.ReinforceConfig().to_dict().items()},
         "sizes": list(sizes), "iterations_per_call": {str(n): iters[n] for n in sizes},
         "reps": {str(n): reps[n] for n in sizes}, "quick": quick, "gymnasium_version": gymnasium.__version__,
         "devices": [str(d) for d in jax.devices()], **_util.environment(),

@@ -16,8 +16,9 @@ What is not the thesis's: the reward (gymnasium's +1 per step, so the return is 
 length, up to 1,000; the thesis plots a cost whose definition it does not give), the value
 step's size (one step per iteration as in the thesis, with ε = 0.5, which it does not give),
 the advantages' standardisation (see ``algorithms/trpo.py``), and the Fisher products on the
-whole batch rather than a subsample. γ and λ enter as traced values (``update(...,
-hyper=...)``), so all (γ, λ, seed) runs of one shape share one compilation and run ``vmap``ped.
+whole batch rather than a subsample. γ and λ enter as traced values (the TRPO state's ``hyper``
+field, ``state._replace(hyper=...)``), so all (γ, λ, seed) runs of one shape share one
+compilation and run ``vmap``ped.
 
 Usage::
 
@@ -69,8 +70,8 @@ def make_runner(config: dict):
     init, update = trpo.make(env, env_params, config)
 
     def chunk(state, gamma, lam):
-        hyper = {"discount": gamma, "gae_lambda": lam}
-        return jax.lax.scan(lambda s, _: update(s, hyper=hyper), state, None, length=CHUNK)
+        state = state._replace(hyper={"discount": gamma, "gae_lambda": lam})  # in place of the graph's γ, λ
+        return jax.lax.scan(lambda s, _: update(s), state, None, length=CHUNK)
 
     per_seed = jax.vmap(chunk, (0, None, None))
     run = jax.jit(jax.vmap(per_seed, (0, 0, 0)))
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
     at_grid = curves[:, :, min(grid_iteration, iterations - 1)].mean(1)
     result = {
         "environment": environment(),
-        "config": {**trpo.DEFAULT_CONFIG, **CONFIG, "max_steps_in_episode": 1000},
+        "config": {**trpo.TRPOConfig(**CONFIG).to_dict(), "max_steps_in_episode": 1000},
         "seeds": seeds,
         "lambdas": list(lambdas),
         "gammas": list(gammas),

@@ -73,8 +73,8 @@ CHECKS = {
 
 def run_check(check: dict) -> dict:
     """Train ``check["seeds"]`` seeds for at most ``max_steps`` env steps each; per-seed steps to threshold."""
-    config = {**ALGORITHMS[check["algo"]].default_config, **check["config"]}
-    iterations = check["max_steps"] // (config["num_envs"] * config["horizon"])
+    config = ALGORITHMS[check["algo"]].configure(overrides=check["config"])  # check["config"]: TUNED[env] or {}
+    iterations = check["max_steps"] // (config.num_envs * config.horizon)
     start = time.perf_counter()
     if check["collector"] == "host":
         _, metrics = host_train(check["algo"], check["env"], check["config"], seeds=range(check["seeds"]),
@@ -95,7 +95,7 @@ def run_check(check: dict) -> dict:
     n_reached = sum(s is not None for s in reached)
     return {
         **check,
-        "config": config,
+        "config": config.to_dict(),
         "iterations": int(iterations),
         "env_steps": float(np.sum(metrics["env_steps"][0])),
         "seeds_reached": n_reached,

@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     result = {
         "environment": environment(),
         "env": ENV_ID,
-        "config": {**ALGORITHMS["trpo"].default_config, **config},
+        "config": ALGORITHMS["trpo"].configure(overrides=config).to_dict(),
         "minutes": args.minutes,
         "seed": args.seed,
         "iterations": len(rows),

@@ -32,7 +32,7 @@ from IPython.display import SVG, display
 
 import scg
 from scg.algorithms import make_train, reinforce
-from scg.algorithms.mdp import mdp_graph
+from scg.algorithms import mdp
 from scg.algorithms.networks import make_policy, make_value
 from scg.envs.registry import make
 
@@ -40,16 +40,28 @@ t_start = time.time()
 env, env_params = make("CartPole-v1")"""),
     ("md", r"""## 1. The MDP graph of Figure 14, drawn by the library
 
-`scg.algorithms.mdp.mdp_graph` declares one time step and wraps it in `scg.Temporal` (a `lax.scan` over the
-horizon). In the picture: θ (policy) and φ (value) are inputs; `a` ~ π_θ(·|obs) is a score-function node
+`scg.algorithms.mdp` declares one time step with small builders (critic, policy, transition, bootstrap) and
+wraps it in `scg.Temporal` (a `lax.scan` over the horizon); `mdp.actor_critic_graph` assembles the same graph in
+one call. In the picture: θ (policy) and φ (value) are inputs; `a` ~ π_θ(·|obs) is a score-function node
 whose baseline is `v` = −V_φ(obs_t) (costs are negative rewards); `transition` is the simulated environment
 step (its density is unknown, no gradient passes it); `r` is the per-step cost; `obs_next` and `state_next`
 are carried into the next step as `obs` and `state`; `terminated`/`truncated` mark episode ends (no credit
 crosses them) and `boot` = −V_φ(s_{t+1}) stands in for the costs after a truncation or the last step."""),
-    ("code", r"""config = {**reinforce.DEFAULT_CONFIG}
-policy = make_policy(env.observation_space(env_params), env.action_space(env_params), config["hidden"])
-value = make_value(env.observation_space(env_params), config["hidden"])
-graph = mdp_graph(env, env_params, policy, value, horizon=config["horizon"], discount=config["discount"])
+    ("code", r"""config = reinforce.ReinforceConfig()  # the defaults, a frozen dataclass
+policy = make_policy(env.observation_space(env_params), env.action_space(env_params), config.hidden)
+value = make_value(env.observation_space(env_params), config.hidden)
+
+
+def reinforce_graph(horizon, baseline=True):
+    g = mdp.step_graph(mdp.graph_name(env))  # inputs theta, obs, state (obs and state are carried)
+    v = mdp.add_critic(g, value)  # input phi, node v = -V_phi(obs_t)
+    a = mdp.add_policy(g, policy, baseline=v if baseline else None)  # score function
+    mdp.add_transition(g, mdp.simulated_transition(env, env_params), a)  # transition, r, obs_next, ...
+    mdp.add_bootstrap(g, value)  # boot = -V_phi(final obs)
+    return mdp.temporal(g, horizon=horizon, discount=config.discount)
+
+
+graph = reinforce_graph(config.horizon)
 print(graph)
 compiled = scg.compile(graph)
 display(SVG(scg.render.to_svg(graph.step, compiled=compiled)))"""),
@@ -95,7 +107,7 @@ plt.show()"""),
 
 Take the policy and value function just trained (seed 0) and draw many independent single-trajectory
 gradient estimates (100 steps from the same start state) with the compiled graph, once with b_t = −V_φ(s_t)
-and once with `baseline=False`. Both are unbiased estimates of the same gradient (Theorem 2); the baseline
+and once without it (`baseline=False` in `reinforce_graph`). Both are unbiased estimates of the same gradient (Theorem 2); the baseline
 changes only their spread. Both graphs have the same nodes in the same order, so the same keys draw the
 same trajectories: the two sets of estimates are paired, and the difference is the baseline alone."""),
     ("code", r"""theta = jax.tree_util.tree_map(lambda x: x[0], states.params["theta"])
@@ -105,7 +117,7 @@ inputs = {"theta": theta, "phi": phi, "obs": obs0, "state": state0}
 num_replicates, horizon = 200, 100
 grads = {}
 for name, baseline in [("with baseline", True), ("without baseline", False)]:
-    g = scg.compile(mdp_graph(env, env_params, policy, value, horizon=horizon, discount=config["discount"], baseline=baseline))
+    g = scg.compile(reinforce_graph(horizon, baseline))
     samples = g.grad_samples(inputs, jax.random.key(7), num_replicates=num_replicates, wrt="theta")["theta"]
     grads[name] = np.concatenate([np.asarray(x).reshape(num_replicates, -1) for x in jax.tree_util.tree_leaves(samples)], 1)
 var = {k: v.var(axis=0, ddof=1) for k, v in grads.items()}

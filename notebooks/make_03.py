@@ -118,7 +118,7 @@ assert float(inf.step_fraction) < 1.0  # the last one backtracked"""),
 
 `advantage=scg.GAE(lam)` on the policy's score node changes only what multiplies its score function.
 With λ = 1 the compiled gradient equals the default credit `Q̂_t − b_t` exactly, for the same samples:"""),
-    ("code", r"""from scg.algorithms.mdp import mdp_graph
+    ("code", r"""from scg.algorithms.mdp import actor_critic_graph, env_transition
 from scg.algorithms.networks import make_policy, make_value
 from scg.envs.registry import make
 
@@ -130,12 +130,12 @@ params = {"theta": policy.init(jax.random.key(1)), "phi": value.init(jax.random.
 
 
 def policy_gradient(lam, key):
-    graph = mdp_graph(env, env_params, policy, value, horizon=64, discount=0.99, gae_lambda=lam)
+    graph = actor_critic_graph(env_transition(env, env_params), policy, value, horizon=64, discount=0.99, gae_lambda=lam)
     return scg.compile(graph).grad(params, key, num_samples=16, wrt="theta")["theta"]
 
 
 flat = lambda tree: jnp.concatenate([x.ravel() for x in jax.tree_util.tree_leaves(tree)])
-plain = flat(scg.compile(mdp_graph(env, env_params, policy, value, horizon=64, discount=0.99)).grad(params, jax.random.key(3), num_samples=16, wrt="theta")["theta"])
+plain = flat(scg.compile(actor_critic_graph(env_transition(env, env_params), policy, value, horizon=64, discount=0.99)).grad(params, jax.random.key(3), num_samples=16, wrt="theta")["theta"])
 gae_one = flat(policy_gradient(1.0, jax.random.key(3)))
 print("max |GAE(1) − plain| =", float(jnp.max(jnp.abs(gae_one - plain))), " (max |plain| =", float(jnp.max(jnp.abs(plain))), ")")
 np.testing.assert_allclose(gae_one, plain, rtol=1e-4, atol=1e-6)"""),

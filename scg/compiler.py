@@ -12,7 +12,6 @@ the same shapes reuse the plan and the compiled XLA code: no re-tracing.
 """
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 
 from scg._program.analysis import Analysis, analyse
 from scg.errors import GraphError
-from scg.estimators import Auto, Pathwise, Score
+from scg.estimators import DEFAULT, resolve_default
 from scg._program.forward import evaluate
 from scg._program.flat import FlatProgram
 from scg.graph import Graph
@@ -120,9 +119,8 @@ class CompiledGraph:
         estimators = dict(a.estimators)
         for name, est in a.estimators.items():
             node, dist = a.nodes[name], seen.get(name)
-            if isinstance(est, Auto):
-                reparam = getattr(dist, "has_rsample", False) and hasattr(dist, "rsample")
-                est = estimators[name] = Pathwise() if reparam else Score()
+            if est is DEFAULT:
+                est = estimators[name] = resolve_default(node.kind, dist)
                 est.check(name, dist)  # declared estimators were checked while tracing (forward.evaluate)
             if node.kind == "stochastic" and est.passes_gradient and not _is_float(avals[name]):
                 raise GraphError(f"stochastic node {name!r}: estimator {est.name!r} needs floating-point values")
@@ -349,7 +347,7 @@ def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = Non
 
 # -- checks that need shapes ----------------------------------------------------------
 def _reanalyse(graph: Graph, estimators: dict, mode: str) -> Analysis:
-    nodes = [dataclasses.replace(n, estimator=estimators[n.name]) if n.name in estimators else n for n in graph.nodes]
+    nodes = [n.with_estimator(estimators[n.name]) if n.name in estimators else n for n in graph.nodes]
     g = Graph(graph.name)
     for n in nodes:
         g._add(n)

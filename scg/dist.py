@@ -6,6 +6,9 @@ are); the optional members the compiler reads are:
 
 - ``has_rsample`` and ``rsample(key)``: a reparameterised sample, needed by the
   pathwise estimator (Schulman 2016, §5.2.1);
+- ``reparameterize(noise)`` and its inverse ``noise(value)``: ``x = g(ε)`` and
+  ``ε = g⁻¹(x)``, with which a pathwise node takes an observed value (the
+  noise that would have drawn it; SVG(1)/SVG(∞) on recorded transitions);
 - ``mean`` and ``variance``: used by the Gaussian-smoothing estimator;
 - ``enumerate_support()``: values and weights for exact expectations in
   :mod:`scg.testing` (a finite support, or Gauss-Hermite quadrature nodes).
@@ -42,7 +45,7 @@ class Distribution:
     def _from_fields(cls, *children):
         obj = object.__new__(cls)
         for name, value in zip(cls._fields, children):
-            object.__setattr__(obj, name, value)
+            setattr(obj, name, value)
         return obj
 
     def __repr__(self) -> str:
@@ -71,8 +74,16 @@ class Normal(Distribution):
     def variance(self):
         return self.scale**2
 
+    def reparameterize(self, noise):
+        """``x = μ + σ ε``: the value standard normal noise ``ε`` gives (differentiable in ``μ``, ``σ``)."""
+        return self.loc + self.scale * noise
+
+    def noise(self, value):
+        """``ε = (x − μ) / σ``: the standard normal noise that gives ``value`` (inverse of :meth:`reparameterize`)."""
+        return (value - self.loc) / self.scale
+
     def rsample(self, key):
-        return self.loc + self.scale * jax.random.normal(key, self.loc.shape, self.loc.dtype)
+        return self.reparameterize(jax.random.normal(key, self.loc.shape, self.loc.dtype))
 
     def sample(self, key):
         return jax.lax.stop_gradient(self.rsample(key))

@@ -22,15 +22,74 @@ Node kinds:
 - ``loss``: a scalar added to the surrogate and differentiated pathwise only,
   outside the expected cost: no score term credits it (a critic's
   regression loss). In a temporal graph it may read the cost-to-go.
+
+A :class:`Node` is immutable and built whole before it is added. What is
+common to every kind (name, kind, function, parent names, ``differentiable``)
+is a field of the node; what only some kinds have is a typed, frozen *spec*
+in ``node.spec``, one class per kind:
+
+- :class:`StochasticSpec` ``(estimator, baseline, advantage)`` for ``stochastic``;
+- :class:`ExpectationSpec` ``(dist_fn, estimator, exact)`` for ``expectation``;
+- :class:`CostSpec` ``(reduce)`` for ``cost``;
+- :class:`LossSpec` ``(target)`` for ``loss``;
+- ``None`` for ``input``, ``deterministic`` and ``simulate``.
+
+``node.estimator`` and ``node.baseline`` read the spec (``None`` where the
+kind has none). Estimators are values (:mod:`scg.estimators`): a name given
+at declaration is looked up once, here, and ``estimator=None`` on a
+stochastic node is stored as :data:`scg.estimators.DEFAULT`, resolved per
+input signature when the compiler plans.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Union
 
+from scg import estimators as _estimators
 from scg.errors import GraphError
+from scg.returns import GAE
 
 KINDS = ("input", "deterministic", "stochastic", "simulate", "expectation", "cost", "loss")
+
+
+@dataclass(frozen=True)
+class StochasticSpec:
+    """A stochastic node's estimator (a value, or ``DEFAULT``), baseline (a node name or a built-in
+    such as ``scg.baselines.LeaveOneOut()``) and temporal ``advantage`` (``None`` or ``scg.GAE``)."""
+
+    estimator: Any = _estimators.DEFAULT
+    baseline: Any = None
+    advantage: GAE | None = None
+
+
+@dataclass(frozen=True)
+class ExpectationSpec:
+    """An expectation node's distribution ``dist_fn(*parents)``, estimator, and ``exact`` (its value is the
+    exact expectation over a finite support; :mod:`scg.estimators.relaxed`)."""
+
+    dist_fn: Callable
+    estimator: Any
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """How a non-scalar cost is reduced to a scalar: ``None`` (it must be scalar), ``"sum"`` or ``"mean"``."""
+
+    reduce: str | None = None
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """``target="return"``: the loss function gets the step's cost-to-go ``G_t`` too (temporal graphs)."""
+
+    target: str | None = None
+
+
+NodeSpec = Union[StochasticSpec, ExpectationSpec, CostSpec, LossSpec, None]
+_SPECS = {"stochastic": StochasticSpec, "expectation": ExpectationSpec, "cost": CostSpec, "loss": LossSpec}
+_EXPECTATION_OPTIONS = ("exact",)
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,11 +100,33 @@ class Node:
     kind: str
     fn: Callable | None = None
     parents: tuple[str, ...] = ()
-    estimator: Any = None
-    baseline: Any = None
     differentiable: bool = True
-    dist_fn: Callable | None = None
-    options: dict = field(default_factory=dict)
+    spec: NodeSpec = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise GraphError(f"node {self.name!r}: unknown kind {self.kind!r}; one of {KINDS}")
+        want = _SPECS.get(self.kind)
+        if (self.spec is None) != (want is None) or (want is not None and not isinstance(self.spec, want)):
+            need = want.__name__ if want else "None"
+            raise GraphError(f"node {self.name!r} ({self.kind}): spec must be {need}, got {self.spec!r}")
+
+    @property
+    def estimator(self):
+        """The estimator of a stochastic or expectation node (``DEFAULT`` until planned), else ``None``."""
+        return getattr(self.spec, "estimator", None)
+
+    @property
+    def baseline(self):
+        """A stochastic node's baseline (a node name or a built-in), else ``None``."""
+        return getattr(self.spec, "baseline", None)
+
+    def with_estimator(self, estimator) -> "Node":
+        """A copy of this stochastic or expectation node with another estimator (a value or a name)."""
+        if not isinstance(self.spec, (StochasticSpec, ExpectationSpec)):
+            raise GraphError(f"node {self.name!r}: a {self.kind} node has no estimator")
+        est = _estimators.as_estimator(estimator, self.name, self.kind)
+        return dataclasses.replace(self, spec=dataclasses.replace(self.spec, estimator=est))
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, {self.kind})"
@@ -104,9 +185,11 @@ class Graph:
         """A stochastic node ``w ~ fn(*parents)``; ``fn`` returns a distribution.
 
         Args:
-            estimator: ``"score"``, ``"pathwise"``, an estimator name from
-                :mod:`scg.estimators`, or an estimator object. ``None`` picks
-                pathwise for reparameterisable distributions, else score.
+            estimator: an estimator value (``scg.estimators.score()``,
+                ``scg.estimators.direct(epsilon=0.5)``, ...) or its registered name
+                (``"score"``, ``"pathwise"``, ...). ``None`` (:data:`scg.estimators.DEFAULT`)
+                is resolved when the compiler plans: pathwise for a reparameterisable
+                distribution, else score (:func:`scg.estimators.resolve_default`).
             baseline: a node (handle or name) whose value is subtracted from
                 ``Q_w`` in the score term (Theorem 2: it must not be influenced
                 by this node), or a built-in such as ``scg.baselines.LeaveOneOut()``.
@@ -115,10 +198,7 @@ class Graph:
                 ``scg.GAE(lam)`` for generalized advantage estimation (Eq. 26; needs
                 ``baseline`` to be a node estimating the cost-to-go).
         """
-        node = self._fn_node(name, "stochastic", fn, parents, estimator=estimator)
         if advantage is not None:
-            from scg.returns import GAE
-
             if not isinstance(advantage, GAE):
                 raise GraphError(f"node {name!r}: advantage must be None or scg.GAE(lam), got {advantage!r}")
             if baseline is None or not isinstance(baseline, (Node, str)):
@@ -126,12 +206,11 @@ class Graph:
                     f"node {name!r}: advantage={advantage!r} needs baseline= a node estimating the cost-to-go "
                     f"(-V(s_t) for rewards): the TD residuals of Eq. 26 are formed from it"
                 )
-            node.options["advantage"] = advantage
-        if baseline is not None:
-            if isinstance(baseline, Node):
-                baseline = baseline.name
-            object.__setattr__(node, "baseline", baseline)
-        return self._add(node)
+        if isinstance(baseline, Node):
+            baseline = baseline.name
+        est = _estimators.as_estimator(estimator, name, "stochastic")
+        spec = StochasticSpec(est, baseline, advantage)
+        return self._add(self._fn_node(name, "stochastic", fn, parents, spec=spec))
 
     def simulate(self, name: str, fn: Callable, *parents) -> Node:
         """A stochastic node with unknown density: ``fn(key, *parents)`` returns a sample.
@@ -146,18 +225,33 @@ class Graph:
 
         Its gradient is estimated with one sampled ``a``: pathwise through
         ``parents`` and score function through ``a`` (Levy & Ermon 2018,
-        Theorem 3 / Eq. 8). See :mod:`scg.estimators.relaxed` for ``options``.
+        Theorem 3 / Eq. 8).
+
+        Args:
+            estimator: ``"relaxed"`` (default), or an estimator value with ``expect(ctx)``.
+            exact: (keyword) if True the node's value is the exact expectation over a
+                finite support, the gradient still from one sample (:mod:`scg.estimators.relaxed`).
+                Any other keyword is a GraphError.
         """
-        node = self._fn_node(name, "expectation", fn, parents, estimator=estimator)
-        object.__setattr__(node, "dist_fn", dist_fn)
-        object.__setattr__(node, "options", dict(options))
-        return self._add(node)
+        unknown = sorted(set(options) - set(_EXPECTATION_OPTIONS))
+        if unknown:
+            raise GraphError(
+                f"expectation node {name!r}: unknown option(s) {unknown}; g.expectation takes "
+                f"{list(_EXPECTATION_OPTIONS)} (see scg.estimators.relaxed)"
+            )
+        if not callable(dist_fn):
+            raise GraphError(f"expectation node {name!r}: dist_fn must be a function of the parents, got {dist_fn!r}")
+        exact = options.get("exact", False)
+        if not isinstance(exact, bool):
+            raise GraphError(f"expectation node {name!r}: exact must be True or False, got {exact!r}")
+        spec = ExpectationSpec(dist_fn, _estimators.as_estimator(estimator, name, "expectation"), exact)
+        return self._add(self._fn_node(name, "expectation", fn, parents, spec=spec))
 
     def cost(self, name: str, fn: Callable, *parents, reduce: str | None = None) -> Node:
         """A cost node ``fn(*parents)``; it must be a scalar, or ``reduce`` it (``"sum"`` or ``"mean"``)."""
         if reduce not in (None, "sum", "mean"):
             raise GraphError(f"cost {name!r}: reduce must be None, 'sum' or 'mean', got {reduce!r}")
-        return self._add(self._fn_node(name, "cost", fn, parents, options={"reduce": reduce}))
+        return self._add(self._fn_node(name, "cost", fn, parents, spec=CostSpec(reduce)))
 
     def loss(self, name: str, fn: Callable, *parents, target: str | None = None) -> Node:
         """A scalar loss ``fn(*parents)`` added to the surrogate but not to the expected cost.
@@ -171,7 +265,7 @@ class Graph:
         """
         if target not in (None, "return"):
             raise GraphError(f"loss {name!r}: target must be None or 'return', got {target!r}")
-        return self._add(self._fn_node(name, "loss", fn, parents, options={"target": target}))
+        return self._add(self._fn_node(name, "loss", fn, parents, spec=LossSpec(target)))
 
     # -- access -------------------------------------------------------------
     @property

@@ -22,6 +22,14 @@ With ``discount γ < 1`` the estimator is that of the discounted objective, a
 biased estimator of the gradient of the undiscounted expected cost (the usual
 trade of bias for variance); the cost term of the surrogate stays undiscounted.
 
+Estimators that re-evaluate the costs downstream of their node (smoothing,
+direct) work per step: a node that does not reach the carried state sees its
+step's downstream costs, exactly; one that does sees the one-step bootstrapped
+objective ``Σ_{c ∈ step t, w ≺ c} c_t + γ (1 - term_t) boot_t``, every term
+re-evaluated with the node's value replaced (``G_{t+1}`` replaced by the
+bootstrap's estimate), and needs a ``bootstrap`` node that it reaches (else a
+GraphError at compile time).
+
 Baselines are checked per step against Theorem 2 at compile time: ``b(s_t)``
 is accepted; a baseline reading ``s_{t+1}``, ``a_t`` or ``r_t`` is a GraphError.
 """

@@ -11,7 +11,9 @@ with Fisher-vector products ``v ↦ F v``; (2) the step ``β s`` with
 backtracking line search on the exact loss and constraint. Fisher-vector
 products come either from the Hessian of the KL (``hvp_fvp``, the "simpler"
 method of §3.12.1) or as ``JᵀMJ`` with ``M`` the analytic Fisher matrix in
-distribution-parameter space (``gauss_newton_fvp``, Eq. 21). The same machinery
+distribution-parameter space (``gauss_newton_fvp``, Eq. 21); ``fisher_product``
+builds either for a policy given as ``θ ↦`` its batched distributions. The
+mean KL of the constraint is ``mean_kl`` (PPO's penalty uses it too). The same machinery
 fits a value function in a trust region (§4.5, Eq. 33–34:
 ``fit_value_trust_region``).
 
@@ -28,18 +30,57 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from scg.dist import Categorical, Normal, kl_divergence
+
 __all__ = [
+    "weighted_mean",
+    "mean_kl",
+    "normalize_advantages",
     "conjugate_gradient",
     "hvp_fvp",
     "gauss_newton_fvp",
     "categorical_fisher",
     "normal_fisher",
+    "fisher_product",
     "TRPOInfo",
     "trpo_step",
     "fit_value_trust_region",
 ]
 
 _tree_axpy = lambda a, x, y: jax.tree.map(lambda xi, yi: a * xi + yi, x, y)  # a·x + y
+
+
+def weighted_mean(x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """``Σ w x / Σ w`` (the plain mean when ``weights`` is None); ``weights`` has the shape of ``x``."""
+    if weights is None:
+        return jnp.mean(x)
+    assert x.shape == weights.shape, f"weighted_mean: {x.shape} vs weights {weights.shape}"
+    return jnp.sum(weights * x) / jnp.sum(weights)
+
+
+def normalize_advantages(adv: jax.Array, weights: jax.Array | None = None, *, eps: float = 1e-8) -> jax.Array:
+    """``(Â - mean Â) / (std Â + eps)`` with (weighted) batch statistics, as PPO and TRPO customarily use them.
+
+    The scale of the advantages is then independent of the reward's; a TRPO step is invariant to it,
+    so there it amounts to subtracting a constant baseline (modular_rl does it, the thesis does not say).
+    """
+    mean = weighted_mean(adv, weights)
+    return (adv - mean) / (jnp.sqrt(weighted_mean((adv - mean) ** 2, weights)) + eps)
+
+
+def mean_kl(p, q, weights: jax.Array | None = None, *, batch_ndim: int = 1) -> jax.Array:
+    """``D̄_KL = mean_n KL(p_n ‖ q_n)`` over the leading ``batch_ndim`` axes (Schulman 2016, Eq. 35's constraint).
+
+    Each position's KL is summed over the action's elements (a diagonal Gaussian's
+    dimensions); the mean is weighted by ``weights`` (shape: the batch axes) if given.
+
+    >>> from scg.dist import Normal
+    >>> float(mean_kl(Normal(jnp.zeros((2, 3)), 1.0), Normal(jnp.ones((2, 3)), 1.0)))  # 3 × ½
+    1.5
+    """
+    kl = kl_divergence(p, q)
+    kl = kl.reshape(kl.shape[:batch_ndim] + (-1,)).sum(-1)
+    return weighted_mean(kl, weights)
 
 
 def conjugate_gradient(matvec: Callable, b, *, iters: int = 10, residual_tol: float = 1e-10, damping: float = 0.0):
@@ -147,6 +188,43 @@ def normal_fisher(mean_logstd, v):
     v_mean, v_log_std = v
     assert mean.shape == log_std.shape == v_mean.shape == v_log_std.shape, "normal_fisher: shapes differ"
     return jax.tree.unflatten(jax.tree.structure(v), [v_mean * jnp.exp(-2.0 * log_std), 2.0 * v_log_std])
+
+
+def fisher_product(kind: str, dists_fn: Callable, params, weights: jax.Array | None = None, *, damping: float = 0.1):
+    """``v ↦ (F + damping·I) v``, ``F`` the (weighted) mean Fisher matrix of the policy ``dists_fn`` at ``params``.
+
+    Args:
+      kind: ``"hessian"``, the Hessian of the mean KL from ``dists_fn(params)`` (``hvp_fvp``; §3.12.1's
+        "simpler" method), or ``"gauss_newton"``, ``JᵀMJ`` with the analytic ``M`` of a
+        ``Categorical`` or ``Normal`` policy (``gauss_newton_fvp``; §3.12.1, Eq. 21).
+      dists_fn: ``params ↦`` a distribution batched over ``[B]`` positions (e.g. a replayed policy).
+      params: the old parameters ``θ_old``, where the product is taken.
+      weights: ``[B]`` weights of the positions in the mean (None: equal).
+      damping: ``λ`` added to the diagonal.
+
+    At ``θ_old`` the two kinds agree (Eq. 21's second term vanishes there).
+    """
+    b = jax.tree.leaves(jax.eval_shape(dists_fn, params))[0].shape[0]
+    weights = jnp.ones(b) if weights is None else weights
+    if kind == "hessian":
+        old = jax.lax.stop_gradient(dists_fn(params))
+        return hvp_fvp(lambda p: mean_kl(old, dists_fn(p), weights), params, damping=damping)
+    if kind != "gauss_newton":
+        raise ValueError(f"fisher_product: kind must be 'hessian' or 'gauss_newton', got {kind!r}")
+    scale = weights / jnp.sum(weights)  # each row's weight in the mean
+    per_row = lambda x: x * scale.reshape((-1,) + (1,) * (x.ndim - 1))  # noqa: E731
+    d = dists_fn(params)
+    if isinstance(d, Categorical):
+        return gauss_newton_fvp(lambda p: dists_fn(p).logits, lambda mu, t: per_row(categorical_fisher(mu, t)),
+                                params, damping=damping)
+    if isinstance(d, Normal):
+        def mean_logstd(p):
+            d = dists_fn(p)
+            return d.loc, jnp.broadcast_to(jnp.log(d.scale), d.loc.shape)
+
+        return gauss_newton_fvp(mean_logstd, lambda mu, t: jax.tree.map(per_row, normal_fisher(mu, t)),
+                                params, damping=damping)
+    raise TypeError(f"fisher_product: 'gauss_newton' knows Categorical and Normal policies, got {type(d).__name__}")
 
 
 class TRPOInfo(NamedTuple):

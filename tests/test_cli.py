@@ -3,13 +3,16 @@
 Every training run here is tiny (2 environments, 16 steps, 2-4 iterations) and
 runs in process, so the jitted chunk is compiled once and shared by the tests.
 """
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from scg.algorithms import ALGORITHMS, Algorithm, runs
-from scg.algorithms import cli
+from scg.algorithms import ALGORITHMS, Algorithm, checkpoint, cli, driver, run_config
+from scg.algorithms.config import Config
+from scg.algorithms.metrics_log import read_metrics
+from scg.algorithms.run_files import CONFIG, write_json
 
 TINY = ["--config", "num_envs=2", "horizon=16", "hidden=[8]", "value_epochs=2", "--seeds", "2", "--chunk", "1"]
 TINY += ["--quiet"]
@@ -22,7 +25,7 @@ def train(runs_dir, name, steps=2 * STEPS_PER_ITER, *extra):
 
 def metric_table(run_dir):
     """Metrics without wall time, ordered, for exact comparison of two runs."""
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in runs.read_metrics(run_dir)]
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +49,15 @@ def test_train_writes_the_run_folder(tiny_run):
     config = json.loads((tiny_run / "config.json").read_text())
     assert (config["algo"], config["env"], config["seeds"], config["steps"]) == ("reinforce", "CartPole-v1", 2, 64)
     assert config["algorithm_config"]["horizon"] == 16 and config["algorithm_config"]["hidden"] == [8]
-    assert config["algorithm_config"]["policy_lr"] == ALGORITHMS["reinforce"].default_config["policy_lr"]
+    assert config["algorithm_config"]["policy_lr"] == ALGORITHMS["reinforce"].config().policy_lr
     assert config["versions"]["jax"]
-    rows = runs.read_metrics(tiny_run)
+    rows = read_metrics(tiny_run)
     expected = [(1, 0, 32), (1, 1, 32), (2, 0, 64), (2, 1, 64)]  # (iteration, seed, cumulative env steps)
     assert [(r["iteration"], r["seed"], r["env_steps"]) for r in rows] == expected
     for r in rows:
         assert {"mean_return", "loss", "grad_norm", "wall_time"} <= set(r)
         assert np.isfinite(r["loss"]) and np.isfinite(r["grad_norm"]) and r["wall_time"] > 0
-    params = runs.load_params(tiny_run)
+    params = checkpoint.load_params(tiny_run)
     assert params["theta"]["net"][0]["w"].shape == (2, 4, 8)  # [seed, obs, hidden]
     assert (tiny_run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -68,7 +71,7 @@ def test_no_arguments_means_train_with_defaults(monkeypatch):
 
 
 def test_list_reads_the_registries(capsys, monkeypatch):
-    monkeypatch.setitem(ALGORITHMS, "fake", Algorithm("fake", "a fake", ("discrete",), {}, None))
+    monkeypatch.setitem(ALGORITHMS, "fake", Algorithm("fake", "a fake", ("discrete",), Config, None))
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "reinforce" in out and "fake" in out
@@ -87,7 +90,7 @@ def test_plot_compares_runs(tiny_run, reference_run, tmp_path, capsys):
 
 @pytest.fixture
 def discrete_only(monkeypatch):
-    monkeypatch.setitem(ALGORITHMS, "discrete-only", Algorithm("discrete-only", "", ("discrete",), {}, None))
+    monkeypatch.setitem(ALGORITHMS, "discrete-only", Algorithm("discrete-only", "", ("discrete",), Config, None))
 
 
 @pytest.mark.parametrize(
@@ -99,8 +102,19 @@ def discrete_only(monkeypatch):
         (["--steps", "0"], ["--steps"]),
         (["--steps", "-5"], ["--steps"]),
         (["--seeds", "0"], ["--seeds"]),
-        (["--config", "nope=1"], ["policy_lr", "horizon"]),
+        (["--config", "nope=1"], ["nope", "policy_lr", "horizon"]),
         (["--config", "horizon"], ["key=value"]),
+        (["--config", "policy_lr=abc"], ["policy_lr", "float", "'abc'"]),
+        (["--config", "hidden=[32,"], ["hidden", "JSON"]),
+        (["--config", "hidden=[32,0]"], ["hidden", "positive"]),
+        (["--config", "num_envs=0"], ["num_envs", "> 0"]),
+        (["--config", "num_envs=2.5"], ["num_envs", "integer", "2.5"]),
+        (["--config", "discount=2.0"], ["discount", "(0, 1]"]),
+        (["--config", "horizon=-1"], ["horizon", "-1"]),
+        (["--algo", "ppo", "--config", "surrogate=trust"], ["surrogate", "'clip'", "'kl_penalty'"]),
+        (["--algo", "ppo", "--config", "num_envs=3", "horizon=5"], ["divisible"]),
+        (["--algo", "cem", "--config", "population=5"], ["elite"]),
+        (["--algo", "es_antithetic", "--config", "population=5"], ["even"]),
     ],
 )
 def test_bad_options_are_one_line_exit_2_nothing_written(args, names, tmp_path, capsys, discrete_only):
@@ -131,8 +145,8 @@ def test_existing_name_and_bad_resume_are_refused(tiny_run, tmp_path, capsys):
 
 
 def _interrupt_on_call(monkeypatch, name, call):
-    """Make ``runs.<name>`` raise KeyboardInterrupt on its ``call``-th call (a simulated Ctrl-C)."""
-    original, calls = getattr(runs, name), []
+    """Make ``checkpoint.<name>`` raise KeyboardInterrupt on its ``call``-th call (a simulated Ctrl-C)."""
+    original, calls = getattr(checkpoint, name), []
 
     def wrapped(*args, **kwargs):
         calls.append(1)
@@ -140,11 +154,11 @@ def _interrupt_on_call(monkeypatch, name, call):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(runs, name, wrapped)
+    monkeypatch.setattr(checkpoint, name, wrapped)
 
 
 def _interrupt_in_chunk(monkeypatch):
-    original = runs.compiled
+    original = driver.compiled
 
     def compiled(config):
         init_all, run_all = original(config)
@@ -158,7 +172,7 @@ def _interrupt_in_chunk(monkeypatch):
 
         return init_all, run
 
-    monkeypatch.setattr(runs, "compiled", compiled)
+    monkeypatch.setattr(driver, "compiled", compiled)
 
 
 @pytest.mark.parametrize("where", ["in_chunk", "after_metrics_before_checkpoint"])
@@ -167,24 +181,24 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(where, reference_run,
         if where == "in_chunk":
             _interrupt_in_chunk(m)
         else:  # checkpoint 1 is the initial state; the 4th save follows chunk 3's metrics lines
-            _interrupt_on_call(m, "save_checkpoint", 4)
+            _interrupt_on_call(m, "save", 4)
         assert train(tmp_path, "run", 4 * STEPS_PER_ITER) == 130
     out = capsys.readouterr().out
     run_dir = tmp_path / "run"
     assert f"scg train --resume {run_dir}" in out and "iteration 2" in out
-    kept = runs.read_metrics(run_dir)
+    kept = read_metrics(run_dir)
     assert max(r["iteration"] for r in kept) == (2 if where == "in_chunk" else 3)  # nothing lost that was written
     assert not (run_dir / "params.npz").exists()
 
     assert cli.main(["train", "--resume", str(run_dir), "--quiet"]) == 0
-    rows = runs.read_metrics(run_dir)
+    rows = read_metrics(run_dir)
     for seed in (0, 1):
         mine = [r for r in rows if r["seed"] == seed]
         assert [r["iteration"] for r in mine] == [1, 2, 3, 4]
         assert np.all(np.diff([r["env_steps"] for r in mine]) == STEPS_PER_ITER)
         assert np.all(np.diff([r["wall_time"] for r in mine]) >= 0)
     assert metric_table(run_dir) == metric_table(reference_run)
-    resumed, reference = runs.load_params(run_dir), runs.load_params(reference_run)
+    resumed, reference = checkpoint.load_params(run_dir), checkpoint.load_params(reference_run)
     np.testing.assert_array_equal(resumed["theta"]["net"][0]["w"], reference["theta"]["net"][0]["w"])
     np.testing.assert_array_equal(resumed["phi"][-1]["b"], reference["phi"][-1]["b"])
 
@@ -195,7 +209,7 @@ def test_resume_can_extend_a_finished_run(tiny_run, tmp_path):
     run_dir = tmp_path / "tiny"
     shutil.copytree(tiny_run, run_dir)
     assert cli.main(["train", "--resume", str(run_dir), "--steps", str(3 * STEPS_PER_ITER), "--quiet"]) == 0
-    assert [r["iteration"] for r in runs.read_metrics(run_dir)] == [1, 1, 2, 2, 3, 3]
+    assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 1, 2, 2, 3, 3]
     assert json.loads((run_dir / "config.json").read_text())["steps"] == 3 * STEPS_PER_ITER
 
 
@@ -210,21 +224,21 @@ def test_ctrl_c_stops_at_the_next_chunk_boundary(tmp_path, capsys):
     import os
     import signal
 
-    config = runs.resolve_config("reinforce", "CartPole-v1", seeds=2, steps=4 * STEPS_PER_ITER, chunk=1,
-                                 overrides={"num_envs": 2, "horizon": 16, "hidden": [8], "value_epochs": 2})
+    config = run_config.resolve("reinforce", "CartPole-v1", seeds=2, steps=4 * STEPS_PER_ITER, chunk=1,
+                                overrides={"num_envs": 2, "horizon": 16, "hidden": [8], "value_epochs": 2})
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    runs.write_json(run_dir / runs.CONFIG, config)
+    write_json(run_dir / CONFIG, config)
     send = lambda prog: prog["iteration"] == 1 and os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        result = runs.train(run_dir, config, progress=False, on_chunk=send)
+        result = driver.train(run_dir, config, progress=False, on_chunk=send)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     finally:
         signal.signal(signal.SIGINT, inherited)
     assert result["interrupted"] and result["iteration"] == 1
     assert "stopping after this chunk" in capsys.readouterr().err
-    assert [r["iteration"] for r in runs.read_metrics(run_dir)] == [1, 1]
+    assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 1]
 
 
 def test_an_ignored_sigint_stays_ignored(tmp_path):
@@ -232,16 +246,16 @@ def test_an_ignored_sigint_stays_ignored(tmp_path):
     import os
     import signal
 
-    config = runs.resolve_config("reinforce", "CartPole-v1", seeds=1, steps=2 * STEPS_PER_ITER, chunk=1,
-                                 overrides={"num_envs": 2, "horizon": 16, "hidden": [8], "value_epochs": 2})
+    config = run_config.resolve("reinforce", "CartPole-v1", seeds=1, steps=2 * STEPS_PER_ITER, chunk=1,
+                                overrides={"num_envs": 2, "horizon": 16, "hidden": [8], "value_epochs": 2})
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    runs.write_json(run_dir / runs.CONFIG, config)
+    write_json(run_dir / CONFIG, config)
     seen = []
     send = lambda prog: seen.append(signal.getsignal(signal.SIGINT)) or os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
     inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        result = runs.train(run_dir, config, progress=False, on_chunk=send)
+        result = driver.train(run_dir, config, progress=False, on_chunk=send)
     finally:
         signal.signal(signal.SIGINT, inherited)
     assert not result["interrupted"] and result["iteration"] == 2
@@ -249,17 +263,34 @@ def test_an_ignored_sigint_stays_ignored(tmp_path):
 
 
 def test_tuned_configs_apply_unless_overridden():
-    """``resolve_config`` starts from ``default_config``, then the algorithm's ``TUNED[env]``, then ``--config``."""
+    """A run's config starts from the config class's defaults, then the algorithm's ``TUNED[env]``, then ``--config``."""
     from scg.algorithms import ppo, reinforce
 
-    tuned = runs.resolve_config("ppo", "Pendulum-v1", seeds=1, steps=10)["algorithm_config"]
-    assert tuned == {**ALGORITHMS["ppo"].default_config, **ppo.TUNED["Pendulum-v1"]}
-    mixed = runs.resolve_config("ppo", "Pendulum-v1", seeds=1, steps=10, overrides={"lr": 0.01})["algorithm_config"]
+    tuned = run_config.resolve("ppo", "Pendulum-v1", seeds=1, steps=10)["algorithm_config"]
+    assert tuned == dataclasses.replace(ppo.PPOConfig(), **ppo.TUNED["Pendulum-v1"]).to_dict()
+    mixed = run_config.resolve("ppo", "Pendulum-v1", seeds=1, steps=10, overrides={"lr": 0.01})["algorithm_config"]
     assert mixed["lr"] == 0.01 and mixed["num_envs"] == ppo.TUNED["Pendulum-v1"]["num_envs"]
-    plain = runs.resolve_config("ppo", "CartPole-v1", seeds=1, steps=10)["algorithm_config"]
-    assert plain == ALGORITHMS["ppo"].default_config
-    acrobot = runs.resolve_config("reinforce", "Acrobot-v1", seeds=1, steps=10)["algorithm_config"]
+    plain = run_config.resolve("ppo", "CartPole-v1", seeds=1, steps=10)["algorithm_config"]
+    assert plain == ppo.PPOConfig().to_dict()
+    acrobot = run_config.resolve("reinforce", "Acrobot-v1", seeds=1, steps=10)["algorithm_config"]
     assert acrobot["entropy_bonus"] == reinforce.TUNED["Acrobot-v1"]["entropy_bonus"]
-    for algo in ALGORITHMS.values():  # a tuned entry only names keys the algorithm has
-        for entry in algo.tuned.values():
-            assert set(entry) <= set(algo.default_config), algo.name
+    for algo in ALGORITHMS.values():  # a tuned entry only names keys the algorithm has, with valid values
+        for env_name, entry in algo.tuned.items():
+            assert algo.configure(env_name).to_dict().items() >= entry.items(), algo.name
+
+
+def test_make_takes_a_config_or_a_dict_checked_the_same_way():
+    from scg.algorithms import reinforce
+    from scg.algorithms.config import ConfigError
+    from scg.envs import registry
+
+    env, params = registry.make("CartPole-v1")
+    with pytest.raises(ConfigError, match="unknown reinforce config key 'bogus'; choose from: .*policy_lr"):
+        reinforce.make(env, params, {"bogus": 1})
+    with pytest.raises(ConfigError, match="num_envs must be > 0"):
+        reinforce.ReinforceConfig(num_envs=0)
+    config = reinforce.ReinforceConfig(hidden=[8], policy_lr=1)  # JSON's spellings: list for tuple, int for float
+    assert config.hidden == (8,) and config.policy_lr == 1.0 and isinstance(config.policy_lr, float)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.num_envs = 4
+    assert ALGORITHMS["reinforce"].configure(overrides=config) == config

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from scg.errors import GraphError
-from scg.estimators import resolve as resolve_estimator
+from scg.estimators import DEFAULT, Pathwise, Score
 from scg.graph import Graph, Node
 
 
@@ -27,7 +27,7 @@ class Analysis:
 
     order: tuple[str, ...]  # topological order
     nodes: dict[str, Node]
-    estimators: dict[str, object]  # per stochastic/expectation node
+    estimators: dict[str, object]  # per stochastic/expectation node: a value, or DEFAULT until planned
     children: dict[str, tuple[str, ...]]
     influences: Mapping[str, frozenset[str]]  # v -> {w : v ≺ w}
     det_influences: Mapping[str, frozenset[str]]  # v -> {w : v ≺ᴰ w}
@@ -65,16 +65,17 @@ class Analysis:
 
     @cached_property
     def _score_nodes(self) -> tuple[str, ...]:
-        return tuple(n for n in self.stochastic if getattr(self.estimators.get(n), "uses_score", False))
+        est = self.estimators
+        return tuple(n for n in self.stochastic if n in est and est[n] is not DEFAULT and est[n].uses_score)
 
 
 def _passes_gradient(node: Node, estimator) -> bool:
     if node.kind in ("deterministic", "cost", "expectation"):
         return node.differentiable
     if node.kind == "stochastic":
-        # The default ("auto") is resolved per input signature. Until then count it as blocking, so that
-        # structural checks raise only for definite violations; the plan re-checks with the resolved estimator.
-        return bool(getattr(estimator, "passes_gradient", False)) and getattr(estimator, "name", None) != "auto"
+        # The default is resolved per input signature. Until then count it as blocking, so that structural
+        # checks raise only for definite violations; the plan re-checks with the resolved estimator.
+        return estimator is not DEFAULT and bool(estimator.passes_gradient)
     return False
 
 
@@ -130,8 +131,8 @@ def analyse(graph: Graph, *, mode: str = "surrogate") -> Analysis:
     for name in order:
         node = nodes[name]
         if node.kind in ("stochastic", "expectation"):
-            estimators[name] = resolve_estimator(node.estimator, node)
-            if mode == "dice" and getattr(estimators[name], "name", None) not in ("score", "pathwise", "auto"):
+            estimators[name] = est = node.estimator  # a value (DEFAULT unresolved), checked at declaration
+            if mode == "dice" and not (est is DEFAULT or isinstance(est, (Score, Pathwise))):
                 raise GraphError(
                     f"node {name!r}: estimator {getattr(estimators[name], 'name', estimators[name])!r} has no "
                     f"any-order (DiCE) form; use 'score' or 'pathwise' with mode='dice'"
@@ -240,9 +241,10 @@ def check_baselines(a: Analysis) -> None:
         b = node.baseline
         if b is None:
             continue
-        if getattr(a.estimators.get(w), "name", None) == "auto":
+        est = a.estimators.get(w)
+        if est is DEFAULT:
             pass  # decided once the distribution is known; checked again then
-        elif not getattr(a.estimators.get(w), "uses_score", False):
+        elif not getattr(est, "uses_score", False):
             raise GraphError(
                 f"node {w!r} has a baseline but its estimator {a.estimators[w].name!r} has no score-function "
                 f"term to subtract it from; remove baseline= or use estimator='score'"

@@ -36,10 +36,10 @@ class FlatProgram:
         self.score_nodes = analysis.score_nodes()
         if type(self) is FlatProgram:
             for n in analysis.losses:
-                if analysis.nodes[n].options.get("target") == "return":
+                if analysis.nodes[n].spec.target == "return":
                     raise GraphError(f"loss {n!r}: target='return' needs time steps; use it inside scg.Temporal")
             for n in analysis.stochastic:
-                if analysis.nodes[n].options.get("advantage") is not None:
+                if analysis.nodes[n].kind == "stochastic" and analysis.nodes[n].spec.advantage is not None:
                     raise GraphError(f"node {n!r}: advantage= (GAE) needs time steps; use it inside scg.Temporal")
 
     def drawn_nodes(self) -> tuple[str, ...]:
@@ -47,15 +47,20 @@ class FlatProgram:
         a = self.analysis
         return tuple(n for n in a.stochastic if not a.passes_gradient(n))
 
+    def observable_nodes(self) -> tuple[str, ...]:
+        """Drawn nodes, and pathwise nodes (their noise is inferred from the record: ``Estimator.observe``)."""
+        a = self.analysis
+        return tuple(n for n in a.stochastic if not a.passes_gradient(n) or a.estimators[n].observable)
+
     def check_observed(self, observed: dict | None) -> None:
         if not observed:
             return
-        allowed = self.drawn_nodes()
+        allowed = self.observable_nodes()
         for name in observed:
             if name not in allowed:
                 raise GraphError(
-                    f"observed names {name!r}, which is not a sampled node without a gradient path "
-                    f"(observable nodes: {list(allowed)}); a pathwise node's value cannot be replaced by data"
+                    f"observed names {name!r}, which is not a node that can take a recorded value "
+                    f"(observable nodes: {list(allowed)}): drawn (score-function, simulated) and pathwise nodes"
                 )
 
     def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None) -> SampleTerms:

@@ -5,15 +5,20 @@ randomness from ``fold_in(key, index)`` with its index in the topological
 order, so the same key gives the same draws, and re-evaluating the graph with
 one node's value replaced (``override``) keeps every other draw: the "common
 random numbers" the direct and smoothing estimators rely on.
+
+A recorded value (``fixed``, from ``observed=``) is handed to the node's
+estimator (``Estimator.observe``): a draw without gradient path takes it as it
+is, a pathwise node infers the noise that produced it.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from scg._program.analysis import Analysis
+from scg.estimators import DEFAULT, resolve_default
 from scg.estimators.base import ExpectationContext, NodeContext
 
 
@@ -33,8 +38,15 @@ def node_key(key: jax.Array, analysis: Analysis, name: str) -> jax.Array:
 _DRAWS = ("stochastic", "simulate", "expectation")
 
 
+def _estimator(analysis: Analysis, name: str, dist):
+    """The node's estimator; a default not yet resolved (the structural analysis the compiler traces
+    to plan) is resolved from the traced distribution, as the plan will resolve it."""
+    est = analysis.estimators[name]
+    return resolve_default(analysis.nodes[name].kind, dist) if est is DEFAULT else est
+
+
 def _reduce_cost(node, value):
-    reduce = node.options.get("reduce")
+    reduce = node.spec.reduce
     if reduce == "sum":
         return jnp.sum(value)
     if reduce == "mean":
@@ -71,40 +83,48 @@ def evaluate(
         elif node.kind == "cost":
             values[name] = _reduce_cost(node, node.fn(*args))
         elif node.kind == "loss":
-            if node.options.get("target") is None:  # losses of the return are formed after the scan
+            if node.spec.target is None:  # losses of the return are formed after the scan
                 values[name] = node.fn(*args)
         elif node.kind == "stochastic":
             dist = node.fn(*args)
             dists[name] = dist
-            analysis.estimators[name].check(name, dist)  # at trace time: a GraphError before sample() can fail
-            values[name] = fixed[name] if name in fixed else analysis.estimators[name].sample(dist, k)
+            est = _estimator(analysis, name, dist)
+            est.check(name, dist)  # at trace time: a GraphError before sample() can fail
+            values[name] = est.observe(name, dist, fixed[name]) if name in fixed else est.sample(dist, k)
         elif node.kind == "simulate":
             values[name] = fixed[name] if name in fixed else jax.lax.stop_gradient(node.fn(k, *args))
         elif node.kind == "expectation":
-            dist = node.dist_fn(*args)
+            dist = node.spec.dist_fn(*args)
             dists[name] = dist
-            ctx = ExpectationContext(name, node.fn, dist, tuple(args), k, node.options)
+            ctx = ExpectationContext(name, node.fn, dist, tuple(args), k, node.spec.exact)
             values[name] = analysis.estimators[name].expect(ctx)
     return values, dists
 
 
-def downstream_cost(analysis: Analysis, inputs, key, name, *, fixed=None):
-    """``value -> Σ_{c : name ≺ c} c`` with the node's value replaced and all draws kept."""
+def downstream_cost(analysis: Analysis, inputs, key, name, *, fixed=None, tail: Callable | None = None):
+    """``value -> Σ_{c : name ≺ c} c [+ tail(values)]`` with the node's value replaced and all draws kept.
+
+    ``tail`` maps the re-evaluated values to an estimate of the costs beyond the graph (a temporal
+    step's bootstrapped later costs, :class:`scg._program.temporal.TemporalProgram`).
+    """
     costs = analysis.downstream_costs[name]
 
     def fn(value):
         values, _ = evaluate(analysis, inputs, key, fixed=fixed, override={name: value})
-        return sum((values[c] for c in costs), jnp.zeros(()))
+        total = sum((values[c] for c in costs), jnp.zeros(()))
+        return total if tail is None else total + tail(values)
 
     return fn
 
 
 def sample_terms(
-    analysis: Analysis, inputs: dict, key: jax.Array, *, fixed=None, logp_old=None, skip: frozenset = frozenset()
+    analysis: Analysis, inputs: dict, key: jax.Array, *, fixed=None, logp_old=None, skip: frozenset = frozenset(),
+    tails: Mapping[str, Callable] | None = None,
 ) -> SampleTerms:
     """One sample: values, each score node's weight and log-probability, and the estimators' extra terms.
 
-    ``skip`` (deterministic, cost or loss nodes only) as in :func:`evaluate`.
+    ``skip`` (deterministic, cost or loss nodes only) as in :func:`evaluate`; ``tails`` per node, as
+    ``tail`` in :func:`downstream_cost`, for estimators that re-evaluate downstream costs.
     """
     values, dists = evaluate(analysis, inputs, key, fixed=fixed, skip=skip)
     score_weights, log_probs, extra = {}, {}, jnp.zeros(())
@@ -112,8 +132,9 @@ def sample_terms(
         node = analysis.nodes[name]
         if node.kind != "stochastic":
             continue
-        est = analysis.estimators[name]
-        downstream = downstream_cost(analysis, inputs, key, name, fixed=fixed) if est.needs_downstream else None
+        est = _estimator(analysis, name, dists[name])
+        tail = None if tails is None else tails.get(name)
+        downstream = downstream_cost(analysis, inputs, key, name, fixed=fixed, tail=tail) if est.needs_downstream else None
         old = None if logp_old is None else logp_old.get(name)
         ctx = NodeContext(name, dists[name], values[name], jax.random.fold_in(key, index), downstream, old)
         weight, more = est.terms(ctx)

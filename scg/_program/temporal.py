@@ -20,16 +20,33 @@ from scg.returns import cost_to_go, future_costs, gae
 sg = jax.lax.stop_gradient
 
 
+def _reaches_carry(spec: Temporal, a: Analysis, w: str) -> bool:
+    """Whether step node ``w`` influences the state carried to the next step (or is carried itself)."""
+    return any(d == w or d in a.influences[w] for d in spec.carry.values())
+
+
 def check_temporal(spec: Temporal, a: Analysis) -> None:
-    """Checks that need the step graph's analysis: estimators, and Condition 1 across steps."""
+    """Checks that need the step graph's analysis: estimators, and Condition 1 across steps.
+
+    An estimator that re-evaluates the costs downstream of its node (smoothing, direct, antithetic) is
+    accepted where those costs are known within the step: the node does not reach the carried state, or
+    it does and it reaches the Temporal's ``bootstrap`` node, which stands in for the later costs
+    (:meth:`TemporalProgram.tails`).
+    """
     for name, est in a.estimators.items():
-        if getattr(est, "needs_downstream", False):
-            raise GraphError(
-                f"node {name!r}: estimator {est.name!r} re-evaluates downstream costs, which in a temporal graph "
-                f"span later steps; it is not supported inside Temporal yet (unroll the graph instead)"
-            )
+        if getattr(est, "needs_downstream", False) and _reaches_carry(spec, a, name):
+            if spec.bootstrap is None or spec.bootstrap not in a.influences[name]:
+                why = "the Temporal has no bootstrap= node" if spec.bootstrap is None else (
+                    f"it does not reach the bootstrap node {spec.bootstrap!r}")
+                raise GraphError(
+                    f"node {name!r}: estimator {est.name!r} re-evaluates the costs downstream of the node, and "
+                    f"{name!r} reaches the carried state, so those costs span later steps; {why}. Give the Temporal "
+                    f"a bootstrap= node of the next state that {name!r} reaches (an estimate of the later costs, "
+                    f"e.g. -V(s_next)), keep {name!r} off the carried state, or unroll the graph"
+                )
     for name in a.order:
-        adv = a.nodes[name].options.get("advantage")
+        node = a.nodes[name]
+        adv = node.spec.advantage if node.kind == "stochastic" else None
         if adv is not None and name not in a.score_nodes():
             raise GraphError(
                 f"node {name!r}: advantage={adv!r} credits score-function terms, but the node's estimator "
@@ -63,12 +80,35 @@ class TemporalProgram(FlatProgram):
         super().__init__(analysis)
         self.spec = spec
         a = analysis
-        carried = set(spec.carry.values())
         self.carry_costs = tuple(c for c in a.costs if any(c in a.influences[s] for s in spec.carry))
-        self.reaches_carry = {w: any(d in a.influences[w] for d in carried) for w in a.order}
+        self.reaches_carry = {w: _reaches_carry(spec, a, w) for w in a.order}
         self.static_inputs = tuple(n for n in a.inputs if n not in spec.carry)
         self.after_scan = _after_scan(spec, a)
         self.inner = frozenset(n for n in a.order if n not in self.after_scan)
+        self.tails = self._tails()
+
+    def _tails(self) -> dict:
+        """Per downstream-evaluating node that reaches the carried state: the later costs, bootstrapped.
+
+        Such an estimator (smoothing, direct) sees the one-step bootstrapped objective::
+
+            downstream_t(v) = Σ_{c ∈ step t, w ≺ c} c_t(v) + γ (1 - term_t(v)) boot_t(v)
+
+        every term re-evaluated with the node's value replaced by ``v`` and the step's other draws
+        kept: ``G_{t+1}`` in ``G_t = C_t + γ (1 - term_t) G_{t+1}`` (:mod:`scg.temporal`) replaced by
+        the bootstrap node's estimate of it (truncated or not, the tail is then the same). A node off
+        the carried state sees the same-step costs only, which is then exact.
+        """
+        a, spec = self.analysis, self.spec
+        gamma = self.spec.discount
+
+        def tail(values):
+            boot = jnp.reshape(values[spec.bootstrap], ())
+            if spec.terminated is None:
+                return gamma * boot
+            return gamma * (1.0 - jnp.reshape(values[spec.terminated], ()).astype(boot.dtype)) * boot
+
+        return {w: tail for w, est in a.estimators.items() if est.needs_downstream and self.reaches_carry[w]}
 
     # -- evaluation -------------------------------------------------------------------
     def replayed_inputs(self) -> tuple[str, ...]:
@@ -98,7 +138,9 @@ class TemporalProgram(FlatProgram):
 
         def step(carry, xs):
             k, f, lo = xs
-            terms = sample_terms(self.analysis, {**inputs, **carry}, k, fixed=f, logp_old=lo, skip=self.after_scan)
+            terms = sample_terms(
+                self.analysis, {**inputs, **carry}, k, fixed=f, logp_old=lo, skip=self.after_scan, tails=self.tails
+            )
             new_carry = {src: terms.values[dst] for src, dst in self.spec.carry.items()}
             values = {n: v for n, v in terms.values.items() if n not in self.static_inputs}
             return new_carry, terms._replace(values=values)
@@ -122,7 +164,7 @@ class TemporalProgram(FlatProgram):
     def _return_losses(self, inputs, terms: SampleTerms) -> SampleTerms:
         """Loss nodes with ``target="return"``: ``fn(*parents, G_t)`` over every sample and step."""
         a = self.analysis
-        losses = [n for n in a.losses if a.nodes[n].options.get("target") == "return"]
+        losses = [n for n in a.losses if a.nodes[n].spec.target == "return"]
         if not losses:
             return terms
         values = dict(terms.values)
@@ -176,7 +218,7 @@ class TemporalProgram(FlatProgram):
         for w in self.score_nodes:
             same_step = sum((values[c] for c in a.downstream_costs[w]), jnp.zeros_like(f))
             future = f
-            adv = a.nodes[w].options.get("advantage")
+            adv = a.nodes[w].spec.advantage
             if adv is not None:
                 per_step = self._per_step(values)
                 c = per_step[0]

@@ -1,72 +1,128 @@
-"""Gradient estimators, one module each; see :mod:`scg.estimators.base` for the interface."""
+"""Gradient estimators, one module each; see :mod:`scg.estimators.base` for the interface.
+
+Each estimator is an immutable value built by a factory: ``score()``,
+``pathwise()``, ``smoothing()``, ``direct(epsilon=...)``, ``relaxed()``,
+``antithetic()``. A node's ``estimator=`` takes such a value, a registered name
+(``"score"``: the factory called with no arguments), or ``None`` for the
+default, which is :data:`DEFAULT` until planning resolves it with
+:func:`resolve_default` (pathwise if the distribution is reparameterisable,
+else score).
+"""
 from __future__ import annotations
 
-import jax
+from dataclasses import dataclass
+from typing import Callable
 
 from scg.errors import GraphError
-from scg.estimators.antithetic import Antithetic
-from scg.estimators.base import Estimator, ExpectationContext, NodeContext, magic_box, total_log_prob
-from scg.estimators.direct import Direct
-from scg.estimators.pathwise import Pathwise
-from scg.estimators.relaxed import Relaxed
-from scg.estimators.score import Score
-from scg.estimators.smoothing import Smoothing
-
-_REGISTRY: dict[str, type] = {}
-
-
-def register(name: str, cls: type) -> None:
-    """Make ``estimator=name`` resolve to ``cls()`` in graph declarations."""
-    _REGISTRY[name] = cls
-
-
-for _cls in (Score, Pathwise, Smoothing, Direct, Relaxed, Antithetic):
-    register(_cls.name, _cls)
+from scg.estimators.antithetic import Antithetic, antithetic
+from scg.estimators.base import (
+    Estimator,
+    ExpectationContext,
+    NodeContext,
+    StateUpdate,
+    magic_box,
+    total_log_prob,
+)
+from scg.estimators.direct import Direct, direct
+from scg.estimators.pathwise import Pathwise, pathwise
+from scg.estimators.relaxed import Relaxed, relaxed
+from scg.estimators.score import Score, score
+from scg.estimators.smoothing import Smoothing, smoothing
 
 
-def resolve(spec, node):
-    """Turn a node's ``estimator=`` argument into an estimator object (``None``: decided per sample)."""
-    if spec is None:
-        return Relaxed() if node.kind == "expectation" else Auto()
-    if isinstance(spec, str):
-        if spec not in _REGISTRY:
-            raise GraphError(f"node {node.name!r}: unknown estimator {spec!r}; choose one of {sorted(_REGISTRY)}")
-        return _REGISTRY[spec]()
-    if not hasattr(spec, "terms") and not hasattr(spec, "expect"):
-        raise GraphError(f"node {node.name!r}: estimator {spec!r} does not follow scg.estimators.base.Estimator")
-    return spec
+@dataclass(frozen=True)
+class Default:
+    """The unresolved default of a stochastic node (``estimator=None``); not an estimator.
 
-
-class Auto(Pathwise):
-    """The default: pathwise when the distribution is reparameterisable, score otherwise.
-
-    The choice needs the distribution, so it is resolved at trace time; for the
-    influence relation ``≺ᴰ`` the compiler re-analyses once it knows.
+    Analysis counts it as blocking the gradient (so structural checks raise
+    only for definite violations); planning replaces it with
+    :func:`resolve_default` once the node's distribution is known.
     """
 
-    name = "auto"
+    name = "auto"  # how pictures and messages show it
 
-    def check(self, node_name, dist):
-        pass
+    def __repr__(self) -> str:
+        return "DEFAULT"
 
-    def sample(self, dist, key):
-        if getattr(dist, "has_rsample", False) and hasattr(dist, "rsample"):
-            return dist.rsample(key)
-        return jax.lax.stop_gradient(dist.sample(key))
+
+DEFAULT = Default()
+
+_REGISTRY: dict[str, Callable[[], object]] = {}
+
+
+def register(name: str, factory: Callable[[], object]) -> None:
+    """Make ``estimator=name`` resolve to ``factory()`` in graph declarations."""
+    _REGISTRY[name] = factory
+
+
+for _name, _factory in (
+    ("score", score),
+    ("pathwise", pathwise),
+    ("smoothing", smoothing),
+    ("direct", direct),
+    ("relaxed", relaxed),
+    ("antithetic", antithetic),
+):
+    register(_name, _factory)
+
+
+def resolve_default(node_kind: str, dist) -> Estimator:
+    """The estimator a node declared with ``estimator=None`` gets once its distribution is known.
+
+    An expectation node: :func:`relaxed`. A stochastic node: :func:`pathwise`
+    if ``dist`` is reparameterisable (``has_rsample`` and ``rsample``), else
+    :func:`score`.
+    """
+    if node_kind == "expectation":
+        return relaxed()
+    if getattr(dist, "has_rsample", False) and hasattr(dist, "rsample"):
+        return pathwise()
+    return score()
+
+
+def as_estimator(spec, node_name: str, node_kind: str):
+    """A node's ``estimator=`` argument as a value: an estimator, or :data:`DEFAULT` for a stochastic node's ``None``.
+
+    Raises:
+        GraphError: naming the node, for an unknown name or an object that is no estimator.
+    """
+    if spec is None or spec is DEFAULT:
+        return relaxed() if node_kind == "expectation" else DEFAULT
+    if isinstance(spec, str):
+        if spec not in _REGISTRY:
+            raise GraphError(f"node {node_name!r}: unknown estimator {spec!r}; choose one of {sorted(_REGISTRY)}")
+        return _REGISTRY[spec]()
+    method = "expect" if node_kind == "expectation" else "terms"
+    if not hasattr(spec, method):
+        raise GraphError(
+            f"node {node_name!r}: estimator {spec!r} has no {method}() and does not follow "
+            f"scg.estimators.base.Estimator; pass a name such as 'score' or a value such as scg.estimators.score()"
+        )
+    return spec
 
 
 __all__ = [
     "Estimator",
     "NodeContext",
     "ExpectationContext",
+    "StateUpdate",
+    "DEFAULT",
+    "Default",
     "Score",
     "Pathwise",
     "Smoothing",
     "Direct",
     "Relaxed",
     "Antithetic",
+    "score",
+    "pathwise",
+    "smoothing",
+    "direct",
+    "relaxed",
+    "antithetic",
     "register",
-    "resolve",
+    "resolve_default",
+    "as_estimator",
     "magic_box",
     "total_log_prob",
 ]

@@ -36,12 +36,15 @@ reduction are checked in ``tests/scg/test_antithetic.py``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 
 from scg.errors import GraphError
 from scg.estimators.base import Estimator, NodeContext, total_log_prob
 
 
+@dataclass(frozen=True)
 class Antithetic(Estimator):
     name = "antithetic"
     uses_score = True
@@ -72,5 +75,7 @@ class Antithetic(Estimator):
         f_minus = jax.lax.stop_gradient(ctx.downstream(theta_minus))
         return 0.5 * (logp_plus + logp_minus), 0.5 * logp_minus * (f_minus - f_plus)
 
-    def __repr__(self) -> str:
-        return "Antithetic()"
+
+def antithetic() -> Antithetic:
+    """Antithetic pairs ``μ ± σz`` for a Gaussian node (Schulman 2017 slides, "Connection to Finite Differences")."""
+    return Antithetic()

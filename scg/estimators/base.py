@@ -1,9 +1,17 @@
-"""The estimator interface: one small object per way of differentiating through a node.
+"""The estimator interface: one small, immutable value per way of differentiating through a node.
 
-The compiler asks each stochastic node's estimator for two things:
+An estimator is a frozen dataclass (hashable and comparable, so plans that
+hold one can be cached), built by a factory in :mod:`scg.estimators`
+(``score()``, ``direct(epsilon=0.5)``, ...). Its fields are its
+hyperparameters; what it does is in its methods. The compiler asks each
+stochastic node's estimator for:
 
 - ``sample(dist, key)``: the node's value. A score-function estimator returns a
   sample with no gradient; a pathwise one a reparameterised sample.
+- ``observe(node_name, dist, value)``: the node's value when ``observed=``
+  records ``value`` for it. A draw without a gradient path takes the record as
+  it is; the pathwise estimator infers the noise that produced it
+  (:meth:`scg.estimators.Pathwise.observe`).
 - ``terms(ctx)``: a pair ``(score_weight, extra)`` of scalars. The compiler
   multiplies ``score_weight`` by ``stop_gradient(Q̂_w - b_w)`` (so baselines and
   credit assignment live once, in the compiler) and adds ``extra`` to the
@@ -11,20 +19,39 @@ The compiler asks each stochastic node's estimator for two things:
 
 Expectation nodes (``Graph.expectation``) ask their estimator for ``expect(ctx)``.
 
-Class attributes tell the compiler how the node behaves in the graph:
+Class attributes (``ClassVar``, not fields) tell the compiler how the node behaves:
 
 - ``passes_gradient``: the value carries a gradient to its children, so the
   node counts as deterministic in ``≺ᴰ`` (Schulman 2016, §5.3.1).
 - ``uses_score``: the node has a ``Q̂_w`` term, so baselines apply.
 - ``needs_downstream``: ``ctx.downstream(value)`` is used (the sum of the costs
   downstream of the node, re-evaluated with the node's value replaced).
+- ``observable``: the node's value may be given by ``observed=``.
 
-To add an estimator, write a module with a class following this protocol and
-register it with :func:`scg.estimators.register`.
+State. An estimator may carry state between calls (a running-mean baseline,
+a learned control variate). The protocol, which the compiled methods will
+thread as ``state in, state out`` (the optax pattern; not threaded yet, so
+today every call sees the initial state):
+
+- ``init_state(node_name, dist) -> pytree``: the initial state, from the
+  node's (possibly abstract) distribution at planning time. The default,
+  ``()``, means stateless.
+- ``ctx.state``: the state this call reads (:class:`NodeContext`), the same
+  for every sample of the call.
+- ``update_state(state, batch: StateUpdate) -> pytree``: the next state, from
+  the node's values and ``Q̂_w`` over the whole batch of the call, without
+  gradient. The default returns ``state``.
+
+An estimator that needs none of this overrides nothing; the built-ins are stateless.
+
+To add an estimator, write a frozen dataclass subclassing :class:`Estimator`,
+a factory returning it, and register the factory with
+:func:`scg.estimators.register` for the string shorthand.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,10 +62,11 @@ class NodeContext(NamedTuple):
 
     name: str
     dist: Any  # the node's distribution, built from its parents' values
-    value: Any  # the value the estimator's ``sample`` returned
+    value: Any  # the value the estimator's ``sample`` (or ``observe``) returned
     key: jax.Array  # the node's key (the same one ``sample`` got)
     downstream: Callable[[Any], jax.Array] | None  # value -> sum of costs downstream, others fixed
     logp_old: jax.Array | None  # log p̂_w at the sampling parameters (importance-ratio form), else None
+    state: Any = ()  # the estimator's state for this call (see the module docs); () when stateless
 
 
 class ExpectationContext(NamedTuple):
@@ -49,7 +77,16 @@ class ExpectationContext(NamedTuple):
     dist: Any
     parents: tuple
     key: jax.Array
-    options: dict
+    exact: bool  # the node's ``exact=`` (``Graph.expectation``): its value is the exact expectation
+    state: Any = ()
+
+
+class StateUpdate(NamedTuple):
+    """What ``update_state`` sees of one node over a call's batch (leading sample axis), without gradient."""
+
+    name: str
+    values: Any  # the node's values, [N, ...] (or [N, T, ...] in a temporal graph)
+    q_hat: jax.Array | None  # Q̂_w per sample (and step) for a score node, else None
 
 
 def total_log_prob(dist, value) -> jax.Array:
@@ -62,13 +99,15 @@ def magic_box(x: jax.Array) -> jax.Array:
     return jnp.exp(x - jax.lax.stop_gradient(x))
 
 
+@dataclass(frozen=True)
 class Estimator:
     """Base class with the defaults of a score-like estimator that adds nothing."""
 
-    name: str = "estimator"
-    passes_gradient: bool = False
-    uses_score: bool = False
-    needs_downstream: bool = False
+    name: ClassVar[str] = "estimator"
+    passes_gradient: ClassVar[bool] = False
+    uses_score: ClassVar[bool] = False
+    needs_downstream: ClassVar[bool] = False
+    observable: ClassVar[bool] = True
 
     def check(self, node_name: str, dist) -> None:
         """Raise :class:`scg.GraphError` (at trace time) if ``dist`` cannot be used with this estimator."""
@@ -76,9 +115,21 @@ class Estimator:
     def sample(self, dist, key):
         return jax.lax.stop_gradient(dist.sample(key))
 
+    def observe(self, node_name: str, dist, value):
+        """The node's value when the record says ``value``: a draw without gradient path takes it as it is."""
+        return value
+
     def terms(self, ctx: NodeContext) -> tuple[jax.Array, jax.Array]:
         zero = jnp.zeros(())
         return zero, zero
+
+    def init_state(self, node_name: str, dist) -> Any:
+        """The state before the first call; ``()``: stateless."""
+        return ()
+
+    def update_state(self, state, batch: StateUpdate) -> Any:
+        """The state after a call over ``batch``; stateless estimators return ``state``."""
+        return state
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -21,6 +21,8 @@ belongs to the RL algorithm built on top.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 
@@ -28,14 +30,21 @@ from scg.errors import GraphError
 from scg.estimators.base import Estimator, NodeContext
 
 
+@dataclass(frozen=True)
 class Direct(Estimator):
+    """``epsilon``: the ε of Eq. 7-10, non-zero; ε < 0 is risk-averse (Eq. 11/14)."""
+
     name = "direct"
     needs_downstream = True
 
-    def __init__(self, epsilon: float = 1.0):
-        if epsilon == 0:
-            raise GraphError("Direct estimator: epsilon must be non-zero (its sign picks the risk attitude)")
-        self.epsilon = float(epsilon)
+    epsilon: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.epsilon, (int, float)) or isinstance(self.epsilon, bool) or self.epsilon == 0:
+            raise GraphError(
+                f"Direct estimator: epsilon must be a non-zero Python number (its sign picks the risk attitude), "
+                f"got {self.epsilon!r}"
+            )
 
     def check(self, node_name, dist):
         if not hasattr(dist, "logits") or getattr(dist, "shape", None) != ():
@@ -60,5 +69,7 @@ class Direct(Estimator):
         a_dir = jnp.argmax(noisy + self.epsilon * rewards)
         return jnp.zeros(()), -(log_pi[a_dir] - log_pi[a_opt]) / self.epsilon
 
-    def __repr__(self) -> str:
-        return f"Direct(epsilon={self.epsilon})"
+
+def direct(epsilon: float = 1.0) -> Direct:
+    """Direct optimisation through Gumbel-max (Lorberbom et al. 2020, Eq. 10) with the given ``ε``."""
+    return Direct(epsilon)

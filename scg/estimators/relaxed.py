@@ -8,7 +8,7 @@ its gradient from one sampled action ``â``::
 pathwise through ``x`` and score function through ``a``. It is emitted as
 ``f(x, â) * magic_box(log π(â|x))`` (value ``f``, derivative as above).
 
-Options (``g.expectation(..., exact=...)``):
+The node's option (``g.expectation(..., exact=...)``, read here as ``ctx.exact``):
 
 - ``exact=True``: the node's *value* is the exact expectation
   ``Σ_a π(a|x) f(x, a)`` (finite support, via ``enumerate_support``) while the
@@ -29,6 +29,8 @@ Options (``g.expectation(..., exact=...)``):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 
@@ -36,6 +38,7 @@ from scg.errors import GraphError
 from scg.estimators.base import Estimator, ExpectationContext, magic_box, total_log_prob
 
 
+@dataclass(frozen=True)
 class Relaxed(Estimator):
     name = "relaxed"
     passes_gradient = True
@@ -50,7 +53,7 @@ class Relaxed(Estimator):
         estimate = jax.tree_util.tree_map(
             lambda f: f * magic_box(total_log_prob(ctx.dist, a_hat)).astype(f.dtype), f_hat
         )
-        if not ctx.options.get("exact", False):
+        if not ctx.exact:
             return estimate
         if not hasattr(ctx.dist, "enumerate_support"):
             raise GraphError(f"expectation node {ctx.name!r}: exact=True needs a distribution with a finite support")
@@ -60,3 +63,8 @@ class Relaxed(Estimator):
         return jax.tree_util.tree_map(
             lambda x, e, f: jax.lax.stop_gradient(x - f) + e, exact, estimate, f_hat
         )
+
+
+def relaxed() -> Relaxed:
+    """The relaxed-expectation estimator of RPG (Levy & Ermon 2018, Theorem 3 / Eq. 8)."""
+    return Relaxed()

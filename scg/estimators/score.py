@@ -6,6 +6,8 @@ compiler evaluates it at parameters other than those that drew the sample.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 
@@ -13,6 +15,7 @@ from scg.errors import GraphError
 from scg.estimators.base import Estimator, NodeContext, total_log_prob
 
 
+@dataclass(frozen=True)
 class Score(Estimator):
     name = "score"
     uses_score = True
@@ -29,3 +32,8 @@ class Score(Estimator):
         if ctx.logp_old is None:
             return logp, jnp.zeros(())
         return jnp.exp(logp - jax.lax.stop_gradient(ctx.logp_old)), jnp.zeros(())
+
+
+def score() -> Score:
+    """The score-function estimator (Schulman 2016, Eq. 36)."""
+    return Score()

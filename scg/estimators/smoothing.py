@@ -22,6 +22,8 @@ checks both against closed forms.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 
@@ -29,10 +31,12 @@ from scg.errors import GraphError
 from scg.estimators.base import Estimator, NodeContext
 
 
+@dataclass(frozen=True)
 class Smoothing(Estimator):
     name = "smoothing"
     passes_gradient = True
     needs_downstream = True
+    observable = False  # its value is the mean, not a draw: there is nothing to record
 
     def check(self, node_name, dist):
         # Look the members up on the class: ``dist`` may hold abstract tracers here, and
@@ -52,3 +56,8 @@ class Smoothing(Estimator):
         hessian = jax.hessian(lambda v: ctx.downstream(unravel(v)))(flat)
         curvature = jax.lax.stop_gradient(jnp.diagonal(hessian)).reshape(mean.shape)
         return jnp.zeros(()), 0.5 * jnp.sum(curvature * ctx.dist.variance)
+
+
+def smoothing() -> Smoothing:
+    """Gaussian smoothing (Nachum et al. 2018, Theorem 1): the value is the mean, the covariance gets the curvature."""
+    return Smoothing()

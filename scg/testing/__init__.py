@@ -59,12 +59,12 @@ def exact_expectation(graph: Graph, inputs: dict, *, quadrature: int = 20) -> ja
             continue
         if node.kind in ("deterministic", "cost"):
             out = jax.vmap(node.fn)(*args)
-            if node.kind == "cost" and node.options.get("reduce"):
-                out = jax.vmap(jnp.sum if node.options["reduce"] == "sum" else jnp.mean)(out)
+            if node.kind == "cost" and node.spec.reduce:
+                out = jax.vmap(jnp.sum if node.spec.reduce == "sum" else jnp.mean)(out)
             values[name] = out
         elif node.kind == "expectation":
             def expect(*xs, node=node):
-                support, w = node.dist_fn(*xs).enumerate_support()
+                support, w = node.spec.dist_fn(*xs).enumerate_support()
                 fx = jax.vmap(lambda s: node.fn(*xs, s))(support)
                 return jax.tree_util.tree_map(lambda v: jnp.tensordot(w, v, axes=1), fx)
 

@@ -28,7 +28,6 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -81,7 +80,7 @@ def replace_estimators(graph: Graph, estimators: dict) -> Graph:
     """A copy of ``graph`` with the estimator of each node named in ``estimators`` replaced."""
     out = Graph(graph.name)
     for node in graph.nodes:
-        out._add(dataclasses.replace(node, estimator=estimators[node.name]) if node.name in estimators else node)
+        out._add(node.with_estimator(estimators[node.name]) if node.name in estimators else node)
     return out
 
 

@@ -15,8 +15,10 @@ import pytest
 
 import scg
 from scg.algorithms import make_train
+from scg.algorithms import episodes
 from scg.algorithms.cem import first_episode, parameter_graph
-from scg.algorithms.search_gradient import PairedLeaveOneOut, antithetic_pairs
+from scg.algorithms.search_gradient import antithetic_pairs
+from scg.baselines import PairedLeaveOneOut
 from scg.envs.registry import make as make_env
 from scg import dist, testing
 from scg.errors import GraphError
@@ -32,19 +34,46 @@ def test_first_episode_by_hand():
     assert float(ep.ret) == 15.0 and float(ep.length) == 5.0
 
 
+def test_first_episode_mask_against_a_loop():
+    done = np.array([[0, 0, 1, 0, 1], [0, 0, 0, 0, 0], [1, 0, 0, 1, 0]], bool)
+    want = np.zeros(done.shape)
+    for i, row in enumerate(done):
+        for t in range(len(row)):
+            want[i, t] = 1.0
+            if row[t]:
+                break
+    np.testing.assert_array_equal(jax.vmap(episodes.first_episode_mask)(jnp.asarray(done)), want)
+
+
+def test_window_of_recent_returns():
+    """``episodes.push`` keeps the last ``window`` finished returns; ``update`` pushes them as episodes end."""
+    stats = episodes.push(episodes.init(0, window=3), jnp.arange(5.0))
+    assert sorted(np.asarray(stats.recent).tolist()) == [2.0, 3.0, 4.0] and int(stats.count) == 5
+    stats = episodes.update(episodes.init(2, window=4), jnp.ones((2, 3)), jnp.array([[0, 1, 0], [0, 0, 1]], bool))
+    assert sorted(np.asarray(stats.recent)[:2].tolist()) == [2.0, 3.0] and int(stats.count) == 2
+    np.testing.assert_array_equal(stats.running, [1.0, 0.0])
+    assert float(episodes.mean_recent(stats)) == 2.5
+
+
+def test_paired_leave_one_out_by_hand():
+    b = PairedLeaveOneOut()("theta", jnp.array([1.0, 3.0, 5.0, 7.0, 9.0, 11.0]))  # pair means 4, 6, 8
+    np.testing.assert_allclose(b, [7.0, 6.0, 5.0, 7.0, 6.0, 5.0])  # the mean of the other two pairs
+    with pytest.raises(GraphError, match="even num_samples >= 4"):
+        PairedLeaveOneOut()("theta", jnp.ones(3))
+
+
 def test_theta_blocks_the_simulator():
     """Score function on θ: plans (Condition 1 holds); pathwise on θ would reach the simulator: GraphError.
 
     Planning traces the graph abstractly (no XLA compile); the learning tests below run it.
     """
     env, params = make_env("CartPole-v1")
-    config = dict(hidden=(), greedy=True)
-    g, _, dim = parameter_graph(env, params, config)
+    g, _, dim = parameter_graph(env, params, hidden=(), greedy=True)
     inputs = {"mu": jnp.zeros(dim), "log_sigma": jnp.zeros(dim)}
     avals = scg.compile(g).plan(inputs).avals
     assert dim == 10 and avals["theta"].shape == (dim,)  # linear policy: 4 x 2 weights + 2 biases
     assert avals["episode"].ret.shape == () and avals["neg_return"].shape == ()
-    g_bad, _, _ = parameter_graph(env, params, config, estimator="pathwise")
+    g_bad, _, _ = parameter_graph(env, params, hidden=(), greedy=True, estimator="pathwise")
     with pytest.raises(GraphError, match="Condition 1"):
         scg.compile(g_bad, example_inputs=inputs)
 

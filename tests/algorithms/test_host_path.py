@@ -60,7 +60,7 @@ def test_same_update_on_a_recorded_batch(algo):
         host.close()
     key = jax.random.key(3)
     jax_state, host_state = jax_init(key), host_init(key)
-    full, options = {**algo.DEFAULT_CONFIG, **config}, _graph_options(algo, config)
+    full, options = algo.ALGORITHM.configure(overrides=config), _graph_options(algo, config)
     mdp, host_mdp = compile_mdp(env, params, full, **options), compile_mdp(host, None, full, **options)
 
     @jax.jit
@@ -75,7 +75,7 @@ def test_same_update_on_a_recorded_batch(algo):
     est, (jax_next, jax_metrics) = jax_path(jax_state)
     traj = trajectory_from_values(est.values)
     assert traj.terminated.any() and traj.truncated.any()
-    host_est, (host_next, host_metrics) = host_path(host_state, observed_from_trajectory(traj))
+    host_est, (host_next, host_metrics) = host_path(host_state, observed_from_trajectory(traj))  # update(state, batch)
     _assert_close(host_est.grads, est.grads)
     np.testing.assert_allclose(host_est.returns, est.returns, rtol=1e-5, atol=1e-5)
     _assert_close(host_next.params, jax_next.params)
@@ -85,7 +85,7 @@ def test_same_update_on_a_recorded_batch(algo):
 
 def _graph_options(algo, config):
     """The loss nodes ``algo.make`` adds to the graph (A2C's critic and entropy; none for REINFORCE)."""
-    full = {**algo.DEFAULT_CONFIG, **config}
+    full = algo.ALGORITHM.configure(overrides=config).to_dict()
     return {k: full[k] for k in ("critic_loss", "entropy_bonus") if k in full}
 
 

@@ -19,12 +19,15 @@ CartPole-v1 within 300k steps and ≥ -250 on Pendulum-v1 within 1M, at least 4 
 from __future__ import annotations
 
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from scg.algorithms import ALGORITHMS, common, make_train, ppo
+from scg.algorithms.config import ConfigError
 from scg.algorithms.train import steps_to_reach
 from scg.envs.registry import make
 
@@ -34,13 +37,13 @@ EPS = 0.2
 @pytest.fixture(scope="module")
 def batch():
     """A CartPole batch at θ_old: the compiled graph, its inputs, the record and its GAE advantages (cost units)."""
-    config = {**ppo.DEFAULT_CONFIG, "num_envs": 4, "horizon": 32, "hidden": (16,)}
+    config = ppo.PPOConfig(num_envs=4, horizon=32, hidden=(16,))
     env, env_params = make("CartPole-v1")
-    mdp = common.compile_mdp(env, env_params, config, gae_lambda=config["gae_lambda"])
+    mdp = common.compile_mdp(env, env_params, config, gae_lambda=config.gae_lambda)
     key = jax.random.key(0)
     params = common.init_params(mdp, key)
     params["theta"] = jax.tree_util.tree_map(lambda x: 30.0 * x, params["theta"])  # a policy far from uniform
-    rollout = common.reset_envs(env, env_params, jax.random.fold_in(key, 1), config["num_envs"])
+    rollout = common.reset_envs(env, env_params, jax.random.fold_in(key, 1), config.num_envs)
     inputs, b = common.sample(mdp, params, rollout, jax.random.fold_in(key, 2))
     adv = mdp.compiled.advantages(inputs, b.values)["a"]
     assert jnp.any(b.values["terminated"])  # the batch crosses episode boundaries
@@ -72,7 +75,7 @@ def _close(a, b, rtol=1e-4):
 def test_gradient_at_theta_old_is_the_compiled_estimators(batch, surrogate):
     """At θ = θ_old: ∇ mean ρ-objective = (1/T) · compiled.grad (Σ_t ∇log π Â_t, mean over envs)."""
     mdp, config, params, rollout, inputs, b, adv = batch
-    config = {**config, "surrogate": surrogate, "normalize_advantages": False, "vf_coef": 0.0}
+    config = dataclasses.replace(config, surrogate=surrogate, normalize_advantages=False, vf_coef=0.0)
     flat_values = jax.tree_util.tree_map(_flat, b.values)
     mb = {"values": flat_values, "logp_old": _flat(b.log_probs["a"]), "adv": _flat(adv), "target": _flat(adv)}
     if surrogate == "kl_penalty":
@@ -83,7 +86,7 @@ def test_gradient_at_theta_old_is_the_compiled_estimators(batch, surrogate):
         return ppo.minibatch_loss({**params, "theta": theta}, mdp, config, inputs, mb, beta)[0]
 
     got = jax.grad(loss)(params["theta"])
-    want = jax.tree_util.tree_map(lambda g: g / config["horizon"], _compiled_grad(mdp, params, rollout, b))
+    want = jax.tree_util.tree_map(lambda g: g / config.horizon, _compiled_grad(mdp, params, rollout, b))
     _close(got, want)
 
 
@@ -123,28 +126,19 @@ def test_kl_penalty_beta_rule():
     np.testing.assert_allclose(betas, [8.0, 2.0])
 
 
-def test_mean_kl_sums_over_action_elements():
-    from scg import dist
-
-    p = dist.Normal(jnp.zeros((3, 2)), jnp.ones((3, 2)))
-    q = dist.Normal(jnp.ones((3, 2)), jnp.ones((3, 2)))
-    np.testing.assert_allclose(ppo.mean_kl(p, q), 1.0, rtol=1e-6)  # ½ Σ_2 (Δμ)² = 1 per state
-
-
 def test_config_is_checked():
     env, env_params = make("CartPole-v1")
-    with pytest.raises(ValueError, match="surrogate"):
+    with pytest.raises(ConfigError, match="surrogate must be one of 'clip', 'kl_penalty'"):
         ppo.make(env, env_params, {"surrogate": "trust"})
-    with pytest.raises(ValueError, match="divisible"):
-        ppo.make(env, env_params, {"num_envs": 3, "horizon": 5})
+    with pytest.raises(ConfigError, match="divisible"):
+        ppo.PPOConfig(num_envs=3, horizon=5)
 
 
 def _reached(env_name: str, threshold: float, max_steps: int, overrides=None, seeds: int = 2):
-    config = {**ppo.TUNED.get(env_name, {}), **(overrides or {})}
-    full = {**ALGORITHMS["ppo"].default_config, **config}
+    config = ALGORITHMS["ppo"].configure(env_name, overrides)  # defaults, ppo.TUNED[env_name], overrides
     env, env_params = make(env_name)
     init, run = make_train("ppo", env, env_params, config)
-    _, metrics = run(init(jax.random.split(jax.random.key(0), seeds)), max_steps // (full["num_envs"] * full["horizon"]))
+    _, metrics = run(init(jax.random.split(jax.random.key(0), seeds)), max_steps // (config.num_envs * config.horizon))
     metrics = jax.tree_util.tree_map(np.asarray, metrics)
     return steps_to_reach(metrics, threshold, max_steps=max_steps), metrics["mean_return"][:, -1]
 

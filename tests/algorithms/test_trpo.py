@@ -6,11 +6,11 @@
   policy families and both Fisher-vector products.
 - ``test_fisher_products_agree_at_theta_old``: at ``θ_old`` the Hessian of the mean KL equals
   ``JᵀMJ`` (Eq. 21's second term vanishes), so both ``fvp`` choices give the same products.
-- ``test_traced_hyperparameters_match_the_graph``: the sweep path (``hyper=``, traced γ and λ)
-  computes the same advantages and targets as the compiled graph.
+- ``test_traced_hyperparameters_match_the_graph``: the sweep path (``hyper``, traced γ and λ)
+  computes the same advantages and targets as the compiled graph, and ``update`` with the
+  graph's γ and λ carried in ``state.hyper`` makes the same step.
 - ``test_host_batch_gives_the_same_update``: a JAX-sampled batch fed as host-collected data
-  (``observed``) gives the same parameters and metrics as the JAX path.
-- ``test_first_episode_mask``: against a plain loop.
+  (``update(state, batch)``) gives the same parameters and metrics as the JAX path.
 - Learning, reduced (CI, 2 seeds): CartPole-v1 ≥ 195 within 30k steps; Pendulum-v1 ≥ -400
   within 60k steps (a uniform policy scores about -1200). Full size (``@pytest.mark.slow``,
   ``bench/learning.py``): CartPole-v1 ≥ 475 within 300k steps and Pendulum-v1 ≥ -250 within
@@ -24,8 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from scg import trust_region
 from scg.algorithms import ALGORITHMS, make_train, trpo
 from scg.algorithms.common import compile_mdp, init_params, reset_envs, sample
+from scg.algorithms.config import resolve
 from scg.algorithms.train import steps_to_reach
 from scg.algorithms.mdp import observed_from_trajectory
 from scg.envs.host import HostEnv
@@ -35,11 +37,11 @@ from scg.dist import kl_divergence
 
 
 def _batch(env_name: str, **config):
-    config = {**trpo.DEFAULT_CONFIG, "num_envs": 4, "horizon": 64, "hidden": (16,), **config}
+    config = resolve(trpo.TRPOConfig, {"num_envs": 4, "horizon": 64, "hidden": (16,)}, config)
     env, env_params = make(env_name)
-    mdp = compile_mdp(env, env_params, config, gae_lambda=config["gae_lambda"])
+    mdp = compile_mdp(env, env_params, config, gae_lambda=config.gae_lambda)
     params = init_params(mdp, jax.random.key(0))
-    rollout = reset_envs(env, env_params, jax.random.key(1), config["num_envs"])
+    rollout = reset_envs(env, env_params, jax.random.key(1), config.num_envs)
     inputs, batch = sample(mdp, params, rollout, jax.random.key(2))
     return mdp, config, inputs, batch.values
 
@@ -58,7 +60,7 @@ def test_one_update_respects_the_trust_region(env_name, fvp):
     new = mdp.compiled.replay({**inputs, "theta": theta}, values)
     kl = kl_divergence(old.dists["a"], new.dists["a"])
     kl = float(jnp.mean(kl.reshape(adv.shape + (-1,)).sum(-1)))
-    assert 0.0 < kl <= config["max_kl"] * (1 + 1e-5), kl
+    assert 0.0 < kl <= config.max_kl * (1 + 1e-5), kl
     np.testing.assert_allclose(kl, info.kl, rtol=1e-4)
     a = (adv - adv.mean()) / adv.std()  # the surrogate's standardised advantages (cost units: lower is better)
     before = float(jnp.mean(a))  # ratio 1 at θ_old
@@ -73,8 +75,8 @@ def test_fisher_products_agree_at_theta_old(env_name):
     dists = lambda th: mdp.compiled.replay({**inputs, "theta": th}, sub, batch_ndim=1).dists["a"]  # noqa: E731
     theta = inputs["theta"]
     v = jax.tree_util.tree_map(lambda x: jax.random.normal(jax.random.key(5), x.shape), theta)
-    hess = trpo._fisher_product("hessian", dists, theta, w, 0.0)(v)
-    gn = trpo._fisher_product("gauss_newton", dists, theta, w, 0.0)(v)
+    hess = trust_region.fisher_product("hessian", dists, theta, w, damping=0.0)(v)
+    gn = trust_region.fisher_product("gauss_newton", dists, theta, w, damping=0.0)(v)
     for h, g in zip(jax.tree_util.tree_leaves(hess), jax.tree_util.tree_leaves(gn)):
         np.testing.assert_allclose(h, g, rtol=2e-3, atol=1e-5)
 
@@ -90,6 +92,19 @@ def test_traced_hyperparameters_match_the_graph(value_target):
     assert bool(jnp.any(values["terminated"]))  # the batch crosses episode boundaries
 
 
+def test_hyperparameters_in_the_state_give_the_same_update():
+    """``state.hyper`` (the sweep's traced γ, λ; ``bench/gae_figure8.py``) at the config's values: the same step."""
+    env, env_params = make("CartPole-v1")
+    init, update = trpo.make(env, env_params, {"num_envs": 4, "horizon": 32, "hidden": (16,), "discount": 0.97})
+    state = init(jax.random.key(3))
+    hyper = {"discount": jnp.float32(0.97), "gae_lambda": jnp.float32(trpo.TRPOConfig().gae_lambda)}
+    plain, _ = jax.jit(update)(state)
+    swept, _ = jax.jit(update)(state._replace(hyper=hyper))
+    assert swept.hyper is not None and plain.hyper is None
+    for x, y in zip(jax.tree_util.tree_leaves(swept.params), jax.tree_util.tree_leaves(plain.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
 def test_host_batch_gives_the_same_update():
     """A batch sampled by the JAX env inside ``update``, fed back as host-collected data, gives the same update."""
     env, env_params = make("CartPole-v1")
@@ -101,8 +116,8 @@ def test_host_batch_gives_the_same_update():
         host_init, host_update = trpo.make(host, None, config)
     finally:
         host.close()
-    full = {**trpo.DEFAULT_CONFIG, **config}
-    mdp = compile_mdp(env, env_params, full, gae_lambda=full["gae_lambda"])
+    full = trpo.TRPOConfig(**config)
+    mdp = compile_mdp(env, env_params, full, gae_lambda=full.gae_lambda)
     state = jax_init(jax.random.key(3))
     k_roll = jax.random.split(state.key, 4)[2]  # the batch's key inside update
     values = jax.jit(lambda s: sample(mdp, s.params, s.rollout, k_roll)[1].values)(state)
@@ -118,23 +133,11 @@ def test_host_batch_gives_the_same_update():
         np.testing.assert_allclose(host_metrics[name], jax_metrics[name], rtol=1e-4, err_msg=name)
 
 
-def test_first_episode_mask():
-    done = np.array([[0, 0, 1, 0, 1], [0, 0, 0, 0, 0], [1, 0, 0, 1, 0]], bool)
-    want = np.zeros(done.shape)
-    for i, row in enumerate(done):
-        for t in range(len(row)):
-            want[i, t] = 1.0
-            if row[t]:
-                break
-    np.testing.assert_array_equal(trpo.first_episode_mask(jnp.asarray(done)), want)
-
-
 def _reached(env_name: str, threshold: float, max_steps: int, seeds: int = 2):
-    config = dict(trpo.TUNED.get(env_name, {}))
-    full = {**ALGORITHMS["trpo"].default_config, **config}
+    config = ALGORITHMS["trpo"].configure(env_name)  # defaults, then trpo.TUNED[env_name]
     env, env_params = make(env_name)
     init, run = make_train("trpo", env, env_params, config)
-    _, metrics = run(init(jax.random.split(jax.random.key(0), seeds)), max_steps // (full["num_envs"] * full["horizon"]))
+    _, metrics = run(init(jax.random.split(jax.random.key(0), seeds)), max_steps // (config.num_envs * config.horizon))
     metrics = jax.tree_util.tree_map(np.asarray, metrics)
     return steps_to_reach(metrics, threshold, max_steps=max_steps), metrics["mean_return"][:, -1]
 

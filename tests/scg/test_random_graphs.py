@@ -70,7 +70,7 @@ def test_unbiased_on_random_graph(seed):
 def test_dropping_score_terms_is_detected(seed):
     """Graphs whose first node is a strong score-function node feeding a cost: without its term, bias."""
     rg = random_graph(seed, score_path=True)
-    score_nodes = [n.name for n in rg.graph.nodes if n.kind == "stochastic" and n.estimator == "score"]
+    score_nodes = [n.name for n in rg.graph.nodes if n.kind == "stochastic" and n.estimator == scg.estimators.score()]
     wrong = scg.compile(replace_estimators(rg.graph, {n: NoScore() for n in score_nodes}))
     right = scg.compile(rg.graph)
     exact = exact_grad(seed, score_path=True)

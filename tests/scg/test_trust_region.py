@@ -246,3 +246,46 @@ def test_value_fit_repeated_steps_converge_to_least_squares():
     params, losses = jax.jit(lambda p: jax.lax.scan(step, p, None, length=60))({"w": jnp.zeros(3), "b": jnp.zeros(())})
     assert bool(jnp.all(jnp.diff(losses) <= 1e-7))
     np.testing.assert_allclose(jnp.append(params["w"], params["b"]), solution, atol=1e-3)
+
+
+# -- shared pieces of the policy losses (TRPO and PPO) --------------------------------------
+
+
+def test_mean_kl_sums_over_action_elements_and_weights_positions():
+    from scg import dist
+
+    p = dist.Normal(jnp.zeros((3, 2)), jnp.ones((3, 2)))
+    q = dist.Normal(jnp.ones((3, 2)) * jnp.array([[1.0], [2.0], [3.0]]), jnp.ones((3, 2)))
+    per_state = np.array([1.0, 4.0, 9.0])  # ½ Σ_2 (Δμ)²
+    np.testing.assert_allclose(tr.mean_kl(p, q), per_state.mean(), rtol=1e-6)
+    w = jnp.array([1.0, 0.0, 3.0])
+    np.testing.assert_allclose(tr.mean_kl(p, q, w), (1.0 + 27.0) / 4.0, rtol=1e-6)
+
+
+def test_normalize_advantages_with_and_without_weights():
+    adv = jnp.array([1.0, 2.0, 3.0, 10.0])
+    np.testing.assert_allclose(tr.normalize_advantages(adv), (adv - adv.mean()) / (adv.std() + 1e-8), rtol=1e-6)
+    w = jnp.array([1.0, 1.0, 1.0, 0.0])  # the weighted statistics ignore the last position
+    got = tr.normalize_advantages(adv, w)
+    np.testing.assert_allclose(got[:3], (adv[:3] - 2.0) / (adv[:3].std() + 1e-8), rtol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["categorical", "normal"])
+def test_fisher_product_kinds_agree_with_the_explicit_fisher(family):
+    """A linear policy over a batch: Hessian-of-KL and JᵀMJ products equal the weighted mean of ∇log p ∇log pᵀ."""
+    from scg import dist
+
+    x = jax.random.normal(jax.random.key(0), (6, 3))
+    w = jnp.array([1.0, 2.0, 0.5, 1.0, 0.0, 1.5])
+    params = {"w": 0.3 * jax.random.normal(jax.random.key(1), (3, 2)), "log_std": jnp.array([0.1, -0.2])}
+    if family == "categorical":
+        dists_fn = lambda p: dist.Categorical(logits=x @ p["w"])  # noqa: E731
+    else:
+        dists_fn = lambda p: dist.Normal(x @ p["w"], jnp.broadcast_to(jnp.exp(p["log_std"]), (6, 2)))  # noqa: E731
+    # The reference: the dense Hessian of each row's KL(p_old ‖ p_θ) at θ_old (the row's Fisher matrix), weighted.
+    old = jax.lax.stop_gradient(dists_fn(params))
+    row_kl = lambda p: dist.kl_divergence(old, dists_fn(p)).reshape(6, -1).sum(-1)  # noqa: E731
+    f_explicit = sum(w[i] * hessian(lambda p: row_kl(p)[i], params) for i in range(6)) / jnp.sum(w)
+    for kind in ("hessian", "gauss_newton"):
+        f = dense(lambda p: tr.fisher_product(kind, dists_fn, p, w, damping=0.0), params)
+        np.testing.assert_allclose(f, f_explicit, rtol=1e-4, atol=1e-6, err_msg=kind)

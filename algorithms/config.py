@@ -1,0 +1,168 @@
+"""Typed, frozen algorithm configurations, merged and checked in one place.
+
+Each algorithm declares its hyperparameters once, as a frozen dataclass whose
+fields carry the defaults, the types and the allowed values::
+
+    @dataclasses.dataclass(frozen=True)
+    class ReinforceConfig(Config):
+        name: ClassVar[str] = "reinforce"
+        num_envs: int = option(8, positive)
+        discount: float = option(0.99, unit_interval)
+        hidden: tuple[int, ...] = (64, 64)
+
+Constructing one checks every field (``ReinforceConfig(num_envs=0)`` raises
+:class:`ConfigError` with a one-line message) and converts the lenient spellings
+JSON and the command line produce: an ``int`` where a ``float`` is declared, a
+list where a tuple is. :func:`resolve` is the one merge: the class's defaults,
+then each layer of overrides in order (a ``TUNED[env]`` entry, then the user's),
+where an unknown key is an error naming the allowed ones.
+
+>>> import dataclasses
+>>> @dataclasses.dataclass(frozen=True)
+... class Demo(Config):
+...     name: ClassVar[str] = "demo"
+...     lr: float = option(0.1, positive)
+>>> resolve(Demo, {"lr": 1}).lr
+1.0
+>>> try:
+...     resolve(Demo, {"lr": "abc"})
+... except ConfigError as err:
+...     print(err)
+demo config: lr must be a float, got 'abc'
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Callable, ClassVar, Literal, NamedTuple, TypeVar
+
+C = TypeVar("C", bound="Config")
+
+
+class ConfigError(ValueError):
+    """An invalid option; the message is one line naming the valid choices."""
+
+
+class Check(NamedTuple):
+    """A constraint on one field's value beyond its type, and how a message describes it."""
+
+    holds: Callable[[Any], bool]
+    description: str
+
+
+positive = Check(lambda x: x > 0, "> 0")
+non_negative = Check(lambda x: x >= 0, ">= 0")
+unit_interval = Check(lambda x: 0 < x <= 1, "in (0, 1]")  # a discount γ or a GAE λ
+fraction = Check(lambda x: 0 <= x <= 1, "in [0, 1]")
+positive_sizes = Check(lambda xs: all(x > 0 for x in xs), "a list of positive layer sizes")
+
+
+def option(default, check: Check | None = None):
+    """A config field with ``default`` and an optional :class:`Check` (``None`` always passes it)."""
+    return dataclasses.field(default=default, metadata={"check": check})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of every algorithm's config: fields are checked and normalised at construction."""
+
+    name: ClassVar[str] = "algorithm"
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _convert(self.name, f.name, hints[f.name], getattr(self, f.name))
+            check = f.metadata.get("check")
+            if check is not None and value is not None and not check.holds(value):
+                raise ConfigError(f"{self.name} config: {f.name} must be {check.description}, got {value!r}")
+            object.__setattr__(self, f.name, value)
+
+    def to_dict(self) -> dict:
+        """Field name → value (what ``config.json`` records; tuples become JSON lists there)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def resolve(cls: type[C], *layers: Mapping | Config | None) -> C:
+    """``cls``'s defaults updated by each layer in turn; the one place configs are merged.
+
+    A layer is a dict of overrides, a ``cls`` instance (all of its fields) or ``None`` (skipped).
+    Raises :class:`ConfigError` for an unknown key or a value of the wrong type or range.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict = {}
+    for layer in layers:
+        if layer is None:
+            continue
+        if isinstance(layer, Config):
+            if not isinstance(layer, cls):
+                raise ConfigError(f"{cls.name}: expected a {cls.__name__}, got a {type(layer).__name__}")
+            layer = layer.to_dict()
+        elif not isinstance(layer, Mapping):
+            raise ConfigError(f"{cls.name}: a config is a {cls.__name__} or a dict, got {type(layer).__name__}")
+        for key in layer:
+            if key not in names:
+                raise ConfigError(f"unknown {cls.name} config key {key!r}; choose from: {', '.join(sorted(names))}")
+        values.update(layer)
+    return cls(**values)
+
+
+def _describe(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin is tuple:
+        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}"
+    if hint is type(None):
+        return "null"
+    return {int: "an integer", float: "a float", bool: "a boolean", str: "a string"}.get(hint, str(hint))
+
+
+def _convert(algo: str, name: str, hint, value):
+    """``value`` as the declared type ``hint`` (int → float, list → tuple); :class:`ConfigError` if it is not one."""
+
+    def fail():
+        raise ConfigError(f"{algo} config: {name} must be {_describe(hint)}, got {value!r}")
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(algo, name, arg, value)
+            except ConfigError:
+                pass
+        fail()
+    if origin is Literal:
+        if not any(value == a and type(value) is type(a) for a in args):
+            fail()
+        return value
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            fail()
+        assert len(args) == 2 and args[1] is Ellipsis, f"{name}: only tuple[T, ...] fields are supported"
+        try:
+            return tuple(_convert(algo, name, args[0], x) for x in value)
+        except ConfigError:
+            fail()
+    if hint is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail()
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail()
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    raise TypeError(f"{algo} config: field {name} has an unsupported type {hint!r}")

@@ -1,0 +1,85 @@
+"""A training run's whole configuration: algorithm, environment, seeds, steps and the algorithm's resolved config.
+
+:func:`resolve` checks every option before anything is written (the ``scg``
+command creates the run directory only after it returns) and gives the dict
+that ``config.json`` records. Its ``algorithm_config`` is the algorithm's
+config class's defaults, updated by the algorithm's ``TUNED[env]`` entry, then
+by the user's overrides (:func:`scg.algorithms.config.resolve`), as a dict.
+"""
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+import jax
+import jax.numpy as jnp
+
+from scg.algorithms.base import ALGORITHMS
+from scg.algorithms.config import Config, ConfigError
+from scg.envs import registry
+
+
+def action_kind(space) -> str:
+    """``"discrete"`` for a ``Discrete`` action space, ``"continuous"`` for a ``Box``."""
+    return "discrete" if hasattr(space, "n") else "continuous"
+
+
+def env_action_kind(env_name: str) -> str:
+    env, params = registry.make(env_name)
+    return action_kind(env.action_space(params))
+
+
+def resolve(
+    algo: str, env: str, *, seeds: int, steps: int, seed: int = 0, chunk: int = 5, overrides: dict | None = None
+) -> dict:
+    """Check the options and return the full configuration of a run; raises :class:`ConfigError` (one line)."""
+    if algo not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {algo!r}; choose from: {', '.join(sorted(ALGORITHMS))}")
+    if env not in registry.list_envs():
+        raise ConfigError(f"unknown environment {env!r}; choose from: {', '.join(registry.list_envs())}")
+    kind = env_action_kind(env)
+    spec = ALGORITHMS[algo]
+    if kind not in spec.action_kinds:
+        fits = [e for e in registry.list_envs() if env_action_kind(e) in spec.action_kinds]
+        raise ConfigError(
+            f"{algo} supports {'/'.join(spec.action_kinds)} actions but {env} has {kind} actions; "
+            f"choose an environment from: {', '.join(fits)}"
+        )
+    for name, value in (("steps", steps), ("seeds", seeds), ("chunk", chunk)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+    return {
+        "algo": algo,
+        "env": env,
+        "action_kind": kind,
+        "seed": seed,
+        "seeds": seeds,
+        "steps": steps,
+        "chunk": chunk,
+        "algorithm_config": spec.configure(env, overrides).to_dict(),
+        "versions": _versions(),
+    }
+
+
+def algorithm_config(config: dict) -> Config:
+    """The typed config of a run's recorded (complete) ``algorithm_config``."""
+    return ALGORITHMS[config["algo"]].configure(overrides=config["algorithm_config"])
+
+
+def seed_list(config: dict) -> list[int]:
+    return list(range(config["seed"], config["seed"] + config["seeds"]))
+
+
+def seed_keys(config: dict) -> jax.Array:
+    """One key per seed: seed ``s`` trains from ``jax.random.key(s)``."""
+    return jnp.stack([jax.random.key(s) for s in seed_list(config)])
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("scg", "jax", "jaxlib", "optax", "numpy", "gymnasium"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
