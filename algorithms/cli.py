@@ -158,7 +158,7 @@ def _demo(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
 
     import scg
-    from scg import dist, testing
+    from scg import dist, render, testing
 
     g = scg.Graph("readme")
     theta = g.input("theta")
@@ -170,11 +170,10 @@ def _demo(args: argparse.Namespace) -> int:
     inputs = {"theta": args.theta}
     start = time.perf_counter()
     est = scg.compile(g, example_inputs=inputs)
-    plan = est.plan(inputs)
     print(f"graph: {[n.name for n in g.nodes]}")
-    print("estimators: " + ", ".join(f"{k}={v.name}" for k, v in plan.analysis.estimators.items()))
-    for w in plan.analysis.score_nodes():
-        print(f"  score term of {w!r} multiplies Q_{w} = {' + '.join(plan.analysis.downstream_costs[w])}")
+    print("estimators: " + ", ".join(f"{k}={v.name}" for k, v in est.resolved_estimators(inputs).items()))
+    for w, costs in render.score_terms(est, inputs).items():
+        print(f"  score term of {w!r} multiplies Q_{w} = {' + '.join(costs)}")
     draws = est.grad_samples(inputs, jax.random.key(args.seed), num_replicates=args.replicates)
     exact = testing.exact_grad(g, inputs)
     result = testing.z_test(draws, exact)

@@ -318,7 +318,7 @@ def compile_phases(graph, inputs, wrt, *, xla: bool):
         est, t = _best(lambda: scg.compile(graph), 1)
         ests.append(est)
         t_compile = min(t_compile, t)
-    t_plan = min(_best(lambda: e.plan(inputs), 1)[1] for e in ests)  # each a fresh CompiledGraph
+    t_plan = min(_best(lambda: e._plan(inputs), 1)[1] for e in ests)  # each a fresh CompiledGraph
     lowered, t_lower = _best(lambda: jax.jit(est.grad_fn(inputs, wrt=wrt)).lower(inputs, key), 2)
     row = {"compile_s": t_compile, "plan_s": t_plan, "trace_lower_s": t_lower, "hlo_ops": hlo_ops(lowered)}
     if xla:

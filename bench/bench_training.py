@@ -122,11 +122,10 @@ def breakdown(num_envs: int, reps: int, max_seconds: float, diagnostics: bool) -
     params = common.init_params(mdp, key)
     rollout0 = common.reset_envs(ENV, PARAMS, key, num_envs)
     inputs, observed = common.mdp_inputs(params, rollout0)
-    program = mdp.compiled.plan(inputs).program
 
     def scg_pg(inputs, observed, key, grad_and_values=mdp.grad_and_values):
         grads, values = grad_and_values(inputs, key, observed)
-        returns = -program.cost_to_go(values)
+        returns = -mdp.compiled.cost_to_go(inputs, values)
         return grads["theta"], returns, mdp_batch(values).obs, common.advance(rollout0, values)
 
     def hw_pg(inputs, observed, key):
@@ -224,7 +223,7 @@ def compile_time(graph_fn, num_samples: int = 8) -> dict:
     t0 = time.perf_counter()
     compiled = scg.compile(graph)
     t1 = time.perf_counter()
-    compiled.plan(inputs)
+    compiled._plan(inputs)
     t2 = time.perf_counter()
     fn = jax.jit(compiled.grad_fn(inputs, num_samples=num_samples, wrt=("theta",)))
     lowered = fn.lower(inputs, key)

@@ -46,6 +46,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
+from scg import _draw
 from scg import estimators as _estimators
 from scg.errors import GraphError
 from scg.returns import GAE
@@ -288,9 +289,7 @@ class Graph:
         return f"Graph({self.name!r}, {len(self)} nodes)"
 
     def _repr_svg_(self) -> str:
-        from scg.render import to_svg
-
-        return to_svg(self)
+        return _draw.svg(self.name, _draw.describe(self.nodes))  # as declared; scg.render resolves
 
     # -- internals ----------------------------------------------------------
     def _fn_node(self, name, kind, fn, parents, **kw) -> Node:

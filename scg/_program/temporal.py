@@ -4,20 +4,18 @@ Internal; the declaration and the credit-assignment equations are documented in 
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 
 from scg._program import surrogate as surrogate_lib
+from scg._program.surrogate import sg
 from scg._program.analysis import Analysis
-from scg.errors import GraphError
-from scg._program.forward import SampleTerms, evaluate, sample_terms
-from scg.temporal import Temporal, _name
 from scg._program.flat import FlatProgram
+from scg._program.forward import SampleTerms, evaluate, sample_terms
+from scg.errors import GraphError
 from scg.returns import cost_to_go, future_costs, gae
+from scg.temporal import Temporal
 
-sg = jax.lax.stop_gradient
 
 
 def _reaches_carry(spec: Temporal, a: Analysis, w: str) -> bool:
@@ -264,65 +262,15 @@ def _flag(values: dict, name: str | None, like: jax.Array) -> jax.Array:
     return sg(values[name]).astype(like.dtype).reshape(like.shape)
 
 
-def compile_temporal(spec: Temporal, *, mode: str = "surrogate"):
-    """Build the compiled estimator of a temporal graph (called by :func:`scg.compile`)."""
-    from scg.compiler import CompiledGraph, Plan, _check_values, _is_float
-
-    class TemporalCompiled(CompiledGraph):
-        """A :class:`scg.CompiledGraph` whose samples are trajectories; arrays carry a ``[num_samples, T]`` prefix."""
-
-        def __init__(self):
-            if mode != "surrogate":
-                raise GraphError(f"Temporal {spec.name!r}: only mode='surrogate' is supported for temporal graphs")
-            super().__init__(spec.step, mode=mode)
-            self.spec = spec
-            check_temporal(spec, self.analysis)
-
-        def _check_inputs(self, inputs):
-            if not isinstance(inputs, dict):
-                raise GraphError(f"inputs must be a dict keyed by input-node name {list(self._wanted())}")
-            want = self._wanted()
-            missing = [n for n in want if n not in inputs]
-            if missing:
-                raise GraphError(f"missing value for input node(s) {missing}; pass inputs={{name: value}} for each of {list(want)}")
-            extra = [n for n in inputs if n not in want]
-            if extra:
-                raise GraphError(f"inputs {extra} are not inputs of temporal graph {spec.name!r} (expected {list(want)})")
-            return inputs
-
-        def _wanted(self):
-            carried = set(spec.carry) if spec.init is not None else set()
-            return tuple(n for n in self.analysis.inputs if n not in carried)
-
-        def _make_plan(self, inputs):
-            if spec.init is not None:
-                carry0 = jax.eval_shape(lambda k, i: spec.init(k, i), jax.random.key(0), inputs)
-                missing = set(spec.carry) - set(carry0)
-                if missing:
-                    raise GraphError(f"Temporal {spec.name!r}: init returned no value for carried input(s) {sorted(missing)}")
-                step_inputs = {**inputs, **{k: carry0[k] for k in spec.carry}}
-            else:
-                step_inputs = inputs
-            analysis, avals = self._resolve(step_inputs)
-            for src, dst in spec.carry.items():
-                want, got = jax.tree_util.tree_map(_sd, avals[src]), jax.tree_util.tree_map(_sd, avals[dst])
-                if want != got:
-                    raise GraphError(
-                        f"Temporal {spec.name!r}: carried node {dst!r} has shape/dtype {got} but feeds input "
-                        f"{src!r}, which has {want}; they must match"
-                    )
-            check_temporal(spec, analysis)
-            wanted = self._wanted()
-            float_inputs = tuple(
-                n for n in analysis.inputs if n in wanted and _is_float(avals[n]) and analysis.nodes[n].differentiable
+def check_carry(spec: Temporal, avals: dict) -> None:
+    """Each carried node has the shape and dtype of the input it feeds at the next step."""
+    for src, dst in spec.carry.items():
+        want, got = jax.tree_util.tree_map(_sd, avals[src]), jax.tree_util.tree_map(_sd, avals[dst])
+        if want != got:
+            raise GraphError(
+                f"Temporal {spec.name!r}: carried node {dst!r} has shape/dtype {got} but feeds input "
+                f"{src!r}, which has {want}; they must match"
             )
-            _check_values(analysis, avals, float_inputs)
-            return Plan(analysis, avals, float_inputs, TemporalProgram(spec, analysis))
-
-        def __repr__(self):
-            return f"CompiledGraph({spec!r})"
-
-    return TemporalCompiled()
 
 
 def _sd(x):

@@ -67,7 +67,7 @@ def backward(plan, inputs: dict, values: dict, baselines: dict | None = None, *,
     """Algorithm 4 for one sample: ``{input name: g_θ}``.
 
     Args:
-        plan: ``est.plan(inputs)`` of a compiled graph (resolved estimators).
+        plan: ``est._plan(inputs)`` of a compiled graph (resolved estimators).
         values: every node's sampled value (one sample of ``est.sample``).
         baselines: ``b_v`` per score node (missing: 0), Theorem 2.
         q_of: ``"node"`` (Eq. 38, correct) or ``"parent"`` (the printed ``Q̂_w``).
@@ -128,7 +128,7 @@ def grad(est, inputs: dict, key: jax.Array, *, num_samples: int = 1, q_of: str =
     Baselines follow :func:`scg._program.surrogate.baselines`: a node's sampled value, or
     a built-in (e.g. LeaveOneOut) applied to ``Q̂_v`` over the ``num_samples``.
     """
-    plan = est.plan(inputs)
+    plan = est._plan(inputs)
     a = plan.analysis
     batch = est.sample(inputs, key, num_samples=num_samples)
     samples = [jax.tree_util.tree_map(lambda x: x[n], batch) for n in range(num_samples)]

@@ -70,7 +70,7 @@ def test_theta_blocks_the_simulator():
     env, params = make_env("CartPole-v1")
     g, _, dim = parameter_graph(env, params, hidden=(), greedy=True)
     inputs = {"mu": jnp.zeros(dim), "log_sigma": jnp.zeros(dim)}
-    avals = scg.compile(g).plan(inputs).avals
+    avals = scg.compile(g)._plan(inputs).avals
     assert dim == 10 and avals["theta"].shape == (dim,)  # linear policy: 4 x 2 weights + 2 biases
     assert avals["episode"].ret.shape == () and avals["neg_return"].shape == ()
     g_bad, _, _ = parameter_graph(env, params, hidden=(), greedy=True, estimator="pathwise")

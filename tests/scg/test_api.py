@@ -92,15 +92,15 @@ def test_no_retrace_for_the_same_shapes():
     g, inputs = offset_graph(None)
     est = scg.compile(g)
     est.grad(inputs, jax.random.key(0))
-    count = est.trace_count
+    count = est.cache_size()
     for i in range(3):
         est.grad({"theta": inputs["theta"] + 0.1 * i}, jax.random.key(i + 1))
-    assert est.trace_count == count
+    assert est.cache_size() == count
     wider = {"theta": jnp.zeros(5)}  # a new shape: one more trace, then none
     est.grad(wider, jax.random.key(0))
     est.grad(wider, jax.random.key(1))
     est.grad(inputs, jax.random.key(2))
-    assert est.trace_count == count + 1
+    assert est.cache_size() == count + 1
 
 
 def test_grad_fn_inside_a_user_jit():

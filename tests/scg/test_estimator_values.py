@@ -49,7 +49,7 @@ def test_default_is_a_distinct_value_resolved_by_the_distribution():
     g.cost("f", lambda x: x**2, x)
     est = scg.compile(g)
     assert est.analysis.estimators["x"] is estimators.DEFAULT  # as declared
-    assert est.plan({"t": jnp.array(0.1)}).analysis.estimators["x"] == estimators.pathwise()  # planned
+    assert est.resolved_estimators({"t": jnp.array(0.1)})["x"] == estimators.pathwise()  # planned
 
 
 def test_nodes_are_immutable_with_typed_specs():

@@ -84,7 +84,7 @@ def test_credit_without_time_structure_is_biased():
     """Giving a_t credit only for its own step's cost (ignoring the carried state) must fail the same test."""
     g = walk_step()
     est = scg.compile(scg.Temporal(g, carry={"s": "s_next"}, horizon=T))
-    plan = est.plan(INPUTS)
+    plan = est._plan(INPUTS)
     plan.program.reaches_carry["a"] = False  # deliberately wrong: cut credit through the state
     exact = testing.exact_grad(walk_unrolled(T), INPUTS)
     draws = est.grad_samples(INPUTS, jax.random.key(1), num_replicates=20_000)
@@ -111,7 +111,7 @@ def test_future_costs_match_a_python_loop_with_boundaries():
     g.cost("c", lambda x: x, x)
     spec = scg.Temporal(g, carry={"x": "s_next"}, horizon=7, discount=0.9, terminated="term", truncated="trunc", bootstrap="boot")
     est = scg.compile(spec)
-    program = est.plan({"x": 0.0}).program
+    program = est._plan({"x": 0.0}).program
     rng = np.random.default_rng(0)
     n, horizon = 5, 7
     values = {
@@ -141,7 +141,7 @@ def test_baseline_reading_influenced_nodes_is_rejected(reads):
 
 def test_baseline_of_the_current_state_is_accepted():
     est = scg.compile(scg.Temporal(walk_step(), carry={"s": "s_next"}, horizon=3))
-    assert est.plan(INPUTS).analysis.nodes["a"].baseline == "b"
+    assert est._plan(INPUTS).analysis.nodes["a"].baseline == "b"
 
 
 def test_temporal_declaration_errors_name_the_problem():
@@ -164,9 +164,9 @@ def test_no_retrace_and_compile_cost_independent_of_horizon():
     for horizon in (10, 1000):
         est = scg.compile(scg.Temporal(walk_step(), carry={"s": "s_next"}, horizon=horizon))
         est.grad(INPUTS, jax.random.key(0), num_samples=4)
-        count = est.trace_count
+        count = est.cache_size()
         est.grad(INPUTS, jax.random.key(1), num_samples=4)
-        assert est.trace_count == count
+        assert est.cache_size() == count
 
 
 def test_init_draws_the_initial_state_per_sample():
@@ -196,7 +196,7 @@ def test_nodes_off_the_sequential_path_run_after_the_scan_with_the_same_results(
     g.loss("ent", lambda th, s: -0.1 * dist.Bernoulli(logits=th * s).probs, theta, s)
     est = scg.compile(scg.Temporal(g, carry={"s": s1}, horizon=6, discount=0.9, bootstrap="boot"))
     inputs = {"theta": 0.3, "phi": 0.5, "s": 1.0}
-    program = est.plan(inputs).program
+    program = est._plan(inputs).program
     assert program.after_scan == {"v", "c", "boot", "ent"}
     hoisted = est.grad_fn(inputs, num_samples=num_samples, with_values=True)(inputs, jax.random.key(0))
     program.after_scan, program.inner = frozenset(), frozenset(program.analysis.order)  # everything inside the scan
