@@ -142,10 +142,10 @@ def breakdown(num_envs: int, reps: int, max_seconds: float, diagnostics: bool) -
         grads_only = mdp.compiled.grad_fn(example, num_samples=num_envs, wrt=("theta",))
         pg["scg_wrt_theta_only"] = jax.jit(lambda i, o, k: scg_pg(i, o, k, only_theta))
         pg["scg_grad_without_values"] = jax.jit(lambda i, o, k: grads_only(i, k, o))
-        pg["scg_sample_only"] = jax.jit(lambda i, o, k: program.sample_values(i, k, num_envs, fixed=o))
+        pg["scg_sample_only"] = jax.jit(lambda i, o, k: mdp.compiled.sample(i, k, num_samples=num_envs, observed=o))
 
         def sample_then_rescore(i, o, k):  # the graph's rollout without gradient, then the hand-written batched ∇
-            v = program.sample_values(i, k, num_envs, fixed=o)
+            v = mdp.compiled.sample(i, k, num_samples=num_envs, observed=o)
             tr, sw = v["transition"], lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
             batch = hw.Batch(sw(v["obs"]), sw(v["a"]), sw(tr.reward.astype(jnp.float32)), sw(tr.terminated),
                              sw(tr.truncated), sw(tr.final_obs))

@@ -1,4 +1,8 @@
-"""scg: a stochastic computation graph compiler for JAX (Schulman 2016, Ch. 5)."""
+"""scg: a stochastic computation graph compiler for JAX (Schulman 2016, Ch. 5).
+
+The public surface is what this module re-exports; ``scg._program`` and every
+``_``-prefixed module are internal (docs/design.md, "Layers").
+"""
 from scg import baselines
 from scg import dist
 from scg import estimators
@@ -14,5 +18,20 @@ from scg.graph import Node
 from scg.returns import GAE
 from scg.temporal import Temporal
 
-__all__ = ["Batch", "Graph", "Node", "GraphError", "compile", "CompiledGraph", "Temporal", "GAE", "dist", "estimators", "baselines", "render", "testing", "trust_region"]
+__all__ = [
+    "Batch",
+    "CompiledGraph",
+    "GAE",
+    "Graph",
+    "GraphError",
+    "Node",
+    "Temporal",
+    "baselines",
+    "compile",
+    "dist",
+    "estimators",
+    "render",
+    "testing",
+    "trust_region",
+]
 __version__ = "0.1.0"

@@ -44,6 +44,10 @@ class CompiledGraph:
     samples are trajectories: arrays carry a ``[num_samples, T]`` prefix, and
     what differs from a flat graph lives in the program the plan holds
     (:class:`scg._program.temporal.TemporalProgram`), not in this class.
+
+    Attributes: ``graph`` (the graph, or a Temporal's step graph), ``temporal``
+    (the :class:`scg.Temporal`, or None), ``mode``, and ``analysis`` (the
+    structure as declared, :class:`scg._program.analysis.Analysis`).
     """
 
     def __init__(self, graph: Graph | Temporal, *, mode: str = "surrogate"):

@@ -21,8 +21,6 @@ from scg._program.analysis import Analysis
 from scg.estimators.base import magic_box
 from scg._program.forward import SampleTerms
 
-sg = jax.lax.stop_gradient
-
 
 def _sum_costs(values: dict, costs) -> jax.Array:
     return sum((values[c] for c in costs), jnp.zeros(()))
@@ -42,9 +40,9 @@ def baselines(analysis: Analysis, terms: SampleTerms, q_hat: dict) -> dict:
         if spec is None:
             out[w] = jnp.zeros_like(q_hat[w])
         elif isinstance(spec, str):
-            out[w] = sg(terms.values[spec]).reshape(q_hat[w].shape)
+            out[w] = jax.lax.stop_gradient(terms.values[spec]).reshape(q_hat[w].shape)
         else:
-            out[w] = sg(spec(w, q_hat[w]))
+            out[w] = jax.lax.stop_gradient(spec(w, q_hat[w]))
     return out
 
 
@@ -63,7 +61,7 @@ def q_hats(analysis: Analysis, values: dict) -> dict:
     if len(longest) > 1 and all(d == longest[len(longest) - len(d):] for d in downs):
         stacked = jnp.stack(jnp.broadcast_arrays(*(values[c] for c in longest)), -1) + jnp.zeros(())
         to_go = jnp.flip(jnp.cumsum(jnp.flip(stacked, -1), -1), -1)
-        return {w: sg(to_go[..., len(longest) - len(d)] if d else jnp.zeros(())) for w, d in zip(ws, downs)}
+        return {w: jax.lax.stop_gradient(to_go[..., len(longest) - len(d)] if d else jnp.zeros(())) for w, d in zip(ws, downs)}
     trie: dict = {}
     out = {}
     for w in ws:
@@ -72,7 +70,7 @@ def q_hats(analysis: Analysis, values: dict) -> dict:
             if c not in node:
                 node[c] = (values[c] + tail, {})
             tail, node = node[c]
-        out[w] = sg(tail)
+        out[w] = jax.lax.stop_gradient(tail)
     return out
 
 

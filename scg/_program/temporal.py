@@ -8,14 +8,12 @@ import jax
 import jax.numpy as jnp
 
 from scg._program import surrogate as surrogate_lib
-from scg._program.surrogate import sg
 from scg._program.analysis import Analysis
 from scg._program.flat import FlatProgram
 from scg._program.forward import SampleTerms, evaluate, sample_terms
 from scg.errors import GraphError
 from scg.returns import cost_to_go, future_costs, gae
 from scg.temporal import Temporal
-
 
 
 def _reaches_carry(spec: Temporal, a: Analysis, w: str) -> bool:
@@ -179,8 +177,8 @@ class TemporalProgram(FlatProgram):
     def sample_values(self, inputs, key, num_samples, *, fixed=None) -> dict:
         if num_samples is None:
             one = self._one_sample(inputs, key, fixed, None)
-            return sg(one.values)
-        return sg(self.batch_terms(inputs, key, num_samples, fixed=fixed).values)
+            return jax.lax.stop_gradient(one.values)
+        return jax.lax.stop_gradient(self.batch_terms(inputs, key, num_samples, fixed=fixed).values)
 
     def total_cost(self, values: dict) -> jax.Array:
         """``Σ_t Σ_c c_t`` per sample."""
@@ -191,9 +189,9 @@ class TemporalProgram(FlatProgram):
         """Per-step carried costs ``C_t`` and the flags and bootstrap, each ``[N, T]``, without gradient."""
         spec = self.spec
         shape = jax.tree_util.tree_leaves(values)[0].shape[:2]  # every value has a [N, T] prefix
-        c = jnp.broadcast_to(sg(sum((values[n] for n in self.carry_costs), jnp.zeros(()))), shape)
+        c = jnp.broadcast_to(jax.lax.stop_gradient(sum((values[n] for n in self.carry_costs), jnp.zeros(()))), shape)
         term, trunc = _flag(values, spec.terminated, c), _flag(values, spec.truncated, c)
-        boot = sg(values[spec.bootstrap]).reshape(c.shape) if spec.bootstrap else jnp.zeros_like(c)
+        boot = jax.lax.stop_gradient(values[spec.bootstrap]).reshape(c.shape) if spec.bootstrap else jnp.zeros_like(c)
         return c, term, trunc, boot
 
     def future(self, values: dict) -> jax.Array:
@@ -220,10 +218,10 @@ class TemporalProgram(FlatProgram):
             if adv is not None:
                 per_step = self._per_step(values)
                 c = per_step[0]
-                b = sg(values[a.nodes[w].baseline]).reshape(c.shape)
+                b = jax.lax.stop_gradient(values[a.nodes[w].baseline]).reshape(c.shape)
                 fn = lambda *xs: gae(*xs, self.spec.discount, adv.lam)  # noqa: E731
                 future = b + jax.vmap(fn)(*per_step, b) - c
-            out[w] = sg(same_step + (future if self.reaches_carry[w] else 0.0))
+            out[w] = jax.lax.stop_gradient(same_step + (future if self.reaches_carry[w] else 0.0))
         return out
 
     def emit(self, terms: SampleTerms, mode: str, *, q_hat: dict | None = None) -> jax.Array:
@@ -259,7 +257,7 @@ def _after_scan(spec: Temporal, a: Analysis) -> frozenset:
 def _flag(values: dict, name: str | None, like: jax.Array) -> jax.Array:
     if name is None:
         return jnp.zeros_like(like)
-    return sg(values[name]).astype(like.dtype).reshape(like.shape)
+    return jax.lax.stop_gradient(values[name]).astype(like.dtype).reshape(like.shape)
 
 
 def check_carry(spec: Temporal, avals: dict) -> None:
