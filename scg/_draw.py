@@ -18,6 +18,8 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from scg._order import kahn
+
 _GREEK = {n: chr(c) for n, c in [
     ("alpha", 0x3B1), ("beta", 0x3B2), ("gamma", 0x3B3), ("delta", 0x3B4), ("epsilon", 0x3B5), ("eta", 0x3B7),
     ("theta", 0x3B8), ("lambda", 0x3BB), ("mu", 0x3BC), ("sigma", 0x3C3), ("tau", 0x3C4), ("phi", 0x3C6),
@@ -93,19 +95,7 @@ def _order(nodes: dict) -> list[str]:
     graph has a cycle or names a parent not declared yet."""
     if any(p not in nodes or p == v for v, n in nodes.items() for p in n.parents):
         return list(nodes)
-    indegree = {v: len(set(n.parents)) for v, n in nodes.items()}
-    children: dict[str, list[str]] = {v: [] for v in nodes}
-    for v, n in nodes.items():
-        for p in dict.fromkeys(n.parents):
-            children[p].append(v)
-    ready, order = [v for v in nodes if indegree[v] == 0], []
-    while ready:
-        v = ready.pop(0)
-        order.append(v)
-        for c in children[v]:
-            indegree[c] -= 1
-            if indegree[c] == 0:
-                ready.append(c)
+    order = kahn({v: n.parents for v, n in nodes.items()})
     return order if len(order) == len(nodes) else list(nodes)
 
 

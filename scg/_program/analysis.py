@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+from scg._order import kahn
 from scg.errors import GraphError
 from scg.estimators import DEFAULT, Pathwise, Score
 from scg.graph import Graph, Node
@@ -91,20 +92,7 @@ def topological_order(graph: Graph) -> tuple[str, ...]:
                 )
             if p == n.name:
                 raise GraphError(f"node {n.name!r} lists itself as a parent: a cycle")
-    indegree = {name: len(set(n.parents)) for name, n in nodes.items()}
-    children: dict[str, list[str]] = {name: [] for name in nodes}
-    for n in nodes.values():
-        for p in dict.fromkeys(n.parents):
-            children[p].append(n.name)
-    ready = [name for name in nodes if indegree[name] == 0]
-    order = []
-    while ready:
-        v = ready.pop(0)
-        order.append(v)
-        for c in children[v]:
-            indegree[c] -= 1
-            if indegree[c] == 0:
-                ready.append(c)
+    order = kahn({name: n.parents for name, n in nodes.items()})
     if len(order) != len(nodes):
         stuck = sorted(set(nodes) - set(order))
         raise GraphError(f"the graph has a cycle through nodes {stuck}; a stochastic computation graph must be acyclic")

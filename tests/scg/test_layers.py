@@ -82,8 +82,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 # Bottom to top. An entry names a module or a package (all its modules); a module belongs to its longest entry.
 LAYERS = (
-    ("scg.errors", "scg._draw", "scg._program"),  # scg._program: the package's (empty) __init__
-    ("scg.dist", "scg.returns"),
+    ("scg.errors", "scg._order", "scg._program"),  # scg._program: the package's (empty) __init__
+    ("scg.dist", "scg.returns", "scg._draw"),
     ("scg.estimators",),
     ("scg.graph",),
     ("scg.temporal",),  # the declaration Temporal
