@@ -155,18 +155,12 @@ def _demo(args: argparse.Namespace) -> int:
     if args.replicates < 2:
         return _fail("scg demo", "--replicates must be at least 2")
     import jax
-    import jax.numpy as jnp
 
     import scg
-    from scg import dist, render, testing
+    from scg import render, testing
+    from scg.testing import examples
 
-    g = scg.Graph("readme")
-    theta = g.input("theta")
-    x = g.stochastic("x", lambda theta: dist.Normal(theta, 1.0), theta)
-    z = g.stochastic("z", lambda x: dist.Bernoulli(logits=x), x)
-    y = g.deterministic("y", lambda x, z: jnp.sin(x) + z, x, z)
-    g.cost("f", lambda y, theta: (y - theta) ** 2, y, theta)
-
+    g, _ = examples.readme_graph()  # the README's graph, at the requested theta
     inputs = {"theta": args.theta}
     start = time.perf_counter()
     est = scg.compile(g, example_inputs=inputs)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from scg import _draw
 from scg._program.analysis import analyse
 from scg._program.plan import Plan, Planner, check_num, check_observed, check_wrt
-from scg._program.temporal import check_temporal
+from scg._program.temporal import check_temporal, divisor_at_most
 from scg.errors import GraphError
 from scg.graph import Graph
 from scg.temporal import Temporal
@@ -317,12 +317,8 @@ def _grad_and_values(plan, mode, wrt, num_samples, inputs, key, observed=None):
 
 def _grad_samples(plan, mode, wrt, num_samples, num_replicates, inputs, key):
     one = lambda k: _grad_body(plan, mode, wrt, num_samples, inputs, k)  # noqa: E731
-    return jax.lax.map(one, jax.random.split(key, num_replicates), batch_size=_batch_size(num_replicates))
-
-
-def _batch_size(n: int, limit: int = 1024) -> int:
-    """The largest divisor of ``n`` up to ``limit``: a remainder batch would compile the body twice."""
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+    # the largest divisor up to 1024: a remainder batch would compile the body twice
+    return jax.lax.map(one, jax.random.split(key, num_replicates), batch_size=divisor_at_most(num_replicates, 1024))
 
 
 def _value(plan, num_samples, inputs, key, observed):

@@ -148,7 +148,7 @@ class TemporalProgram(FlatProgram):
         # batched evaluation, in chunks of about _AFTER_SCAN_ROWS (samples × steps) rows at a time.
         static = {n: inputs[n] for n in self.static_inputs}
         rest = lambda v: evaluate(self.analysis, {**static, **v}, init_key, skip=self.inner)[0]  # noqa: E731
-        steps = _divisor_at_most(self.spec.horizon, max(1, _AFTER_SCAN_ROWS // num_samples))
+        steps = divisor_at_most(self.spec.horizon, max(1, _AFTER_SCAN_ROWS // num_samples))
         later = jax.lax.map(rest, terms.values, batch_size=steps)
         return terms._replace(values={**terms.values, **{n: later[n] for n in self.after_scan if n in later}})
 
@@ -238,7 +238,8 @@ class TemporalProgram(FlatProgram):
 _AFTER_SCAN_ROWS = 8192
 
 
-def _divisor_at_most(n: int, k: int) -> int:
+def divisor_at_most(n: int, k: int) -> int:
+    """The largest divisor of ``n`` that is at most ``k`` (batch sizes that split ``n`` without a remainder)."""
     return max(d for d in range(1, min(n, k) + 1) if n % d == 0)
 
 
