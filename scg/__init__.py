@@ -12,6 +12,7 @@ from scg import trust_region
 from scg.compiler import Batch
 from scg.compiler import CompiledGraph
 from scg.compiler import compile
+from scg.errors import CompileTimeWarning
 from scg.errors import GraphError
 from scg.graph import Graph
 from scg.graph import Node
@@ -20,6 +21,7 @@ from scg.temporal import Temporal
 
 __all__ = [
     "Batch",
+    "CompileTimeWarning",
     "CompiledGraph",
     "GAE",
     "Graph",

@@ -13,6 +13,7 @@ configuration by :meth:`CompiledGraph._kernel`.
 """
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import NamedTuple
 
@@ -20,10 +21,12 @@ import jax
 import jax.numpy as jnp
 
 from scg import _draw
+from scg._program import checks as _checks
 from scg._program.analysis import analyse
-from scg._program.plan import Plan, Planner, check_num, check_observed, check_wrt
+from scg._program.forward import evaluate
+from scg._program.plan import Plan, Planner, check_key, check_num, check_observed, check_tangents, check_wrt
 from scg._program.temporal import check_temporal, divisor_at_most
-from scg.errors import GraphError
+from scg.errors import CompileTimeWarning, GraphError
 from scg.graph import Graph
 from scg.temporal import Temporal
 
@@ -46,20 +49,24 @@ class CompiledGraph:
     (:class:`scg._program.temporal.TemporalProgram`), not in this class.
 
     Attributes: ``graph`` (the graph, or a Temporal's step graph), ``temporal``
-    (the :class:`scg.Temporal`, or None), ``mode``, and ``analysis`` (the
-    structure as declared, :class:`scg._program.analysis.Analysis`).
+    (the :class:`scg.Temporal`, or None), ``mode``, ``checks`` (whether kernels run
+    under ``checkify``, see :func:`compile`), and ``analysis`` (the structure as
+    declared, :class:`scg._program.analysis.Analysis`).
     """
 
-    def __init__(self, graph: Graph | Temporal, *, mode: str = "surrogate"):
+    def __init__(self, graph: Graph | Temporal, *, mode: str = "surrogate", checks: bool = False):
         if mode not in ("surrogate", "dice"):
             raise GraphError(f"compile: mode must be 'surrogate' or 'dice', got {mode!r}")
-        self.temporal = graph if isinstance(graph, Temporal) else None
+        # A snapshot (scg.Graph._snapshot): declaring more nodes on `graph` later changes nothing compiled here.
+        self.temporal = graph._snapshot() if isinstance(graph, Temporal) else None
         if self.temporal is not None and mode != "surrogate":
             raise GraphError(f"Temporal {graph.name!r}: only mode='surrogate' is supported for temporal graphs")
-        self.graph = graph.step if self.temporal is not None else graph
+        self.graph = self.temporal.step if self.temporal is not None else graph
         if not isinstance(self.graph, Graph):
             raise GraphError(f"compile: expected a scg.Graph or scg.Temporal, got {type(graph).__name__}")
+        self.graph = self.graph._snapshot()
         self.mode = mode
+        self.checks = bool(checks)  # every kernel jitted under checkify (_kernel); fixed for the instance's caches
         self.analysis = analyse(self.graph, mode=mode)  # structural checks, as declared
         if self.temporal is not None:
             check_temporal(self.temporal, self.analysis)  # again when planned, with the resolved estimators
@@ -79,13 +86,15 @@ class CompiledGraph:
         """
         plan = self._plan(inputs)
         n = None if num_samples is None else check_num(num_samples)
-        return self._kernel(_sample, plan, n)(inputs, key, check_observed(plan, observed))
+        self._check_support(plan, inputs, key, n, observed)
+        return self._kernel(_sample, plan, n)(inputs, key, check_observed(plan, observed, n))
 
     def surrogate(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """The scalar surrogate loss; ``jax.grad`` of it is the gradient estimator (Corollary 1)."""
         plan = self._plan(inputs)
         kernel = self._kernel(_surrogate, plan, self.mode, check_num(num_samples))
-        return kernel(inputs, key, check_observed(plan, observed))
+        self._check_support(plan, inputs, key, num_samples, observed)
+        return kernel(inputs, key, check_observed(plan, observed, num_samples))
 
     def ratio_surrogate(self, inputs: dict, old_inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """``Σ_w p(ŵ)/p̂_w (Q̂_w - b_w) + Σ_c c`` with samples drawn at ``old_inputs`` (§5.3.2).
@@ -97,19 +106,34 @@ class CompiledGraph:
         plan = self._plan(inputs)
         if self._plan(old_inputs) is not plan:
             raise GraphError("ratio_surrogate: inputs and old_inputs must have the same shapes and structure")
-        return self._kernel(_ratio, plan, check_num(num_samples))(inputs, old_inputs, key, check_observed(plan, observed))
+        kernel = self._kernel(_ratio, plan, check_num(num_samples))
+        for at in (old_inputs, inputs):  # the record is drawn at old_inputs and weighed at inputs
+            self._check_support(plan, at, key, num_samples, observed)
+        return kernel(inputs, old_inputs, key, check_observed(plan, observed, num_samples))
 
     def grad(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, wrt=None, observed=None) -> dict:
         """Unbiased estimate of ``∇ E[Σ costs]``, averaged over ``num_samples`` samples.
 
-        Returns a dict keyed by input name (every floating-point input, or those
-        in ``wrt``), each entry shaped like that input.
+        Returns a dict keyed by input name (every input declared differentiable,
+        or those in ``wrt``), each entry shaped like that input. An input is
+        differentiated through its floating-point leaves: the integer leaves of a
+        mixed pytree (``{"w": 1.0, "n": 3}``) get ``float0`` zeros, as
+        ``jax.grad(..., allow_int=True)`` gives them, so the result keeps the
+        input's structure (an optimizer cannot add ``float0``: keep integer data in
+        an input declared ``differentiable=False``). A wholly integer input that
+        would be differentiated (named in ``wrt``, or declared differentiable, the
+        default, with ``wrt`` left out) is a GraphError naming it: pass a float, or
+        declare ``g.input(name, differentiable=False)``.
         """
         wrt = wrt if wrt is None or isinstance(wrt, str) else tuple(wrt)
-        jitted = self._grad_kernels.get((num_samples, wrt))  # the shortest lookup: grad is the hot call
+        # The type is in the key: True == 1 and 2.0 == 2 hash alike, and a rejected value must not be cached.
+        cache_key = (num_samples, type(num_samples), wrt)
+        jitted = self._grad_kernels.get(cache_key)  # the shortest lookup: grad is the hot call
         if jitted is None:
-            jitted = self._kernel(_traced_grad, self._plan, self.mode, num_samples, wrt)
-            self._grad_kernels[(num_samples, wrt)] = jitted
+            jitted = self._kernel(_traced_grad, self._plan, self.mode, check_num(num_samples), wrt)
+            self._grad_kernels[cache_key] = jitted
+        if observed is not None:  # concrete records checked on the host first; nothing on the path without them
+            self._check_support(self._plan(inputs), inputs, key, check_num(num_samples), observed)
         return jitted(inputs, key, observed)
 
     def _kernel(self, kernel, *static):
@@ -118,12 +142,34 @@ class CompiledGraph:
         The one way this class jits. A call then looks up one small tuple, instead of jit hashing
         each static argument (``Plan.__hash__`` in Python among them) on every call: tens of
         microseconds on a CPU, the scale of a small graph's whole gradient.
+
+        With ``checks=True`` the kernel is jitted under ``checkify`` instead
+        (:func:`scg._program.checks.checked_jit`): a call raises the first failed check.
         """
         cache_key = (kernel, *static)
         jitted = self._kernels.get(cache_key)
         if jitted is None:
-            jitted = self._kernels[cache_key] = jax.jit(partial(kernel, *static))
+            jit = _checks.checked_jit if self.checks else jax.jit
+            jitted = self._kernels[cache_key] = jit(partial(kernel, *static))
         return jitted
+
+    def _check_support(self, plan: Plan, inputs: dict, key, num_samples, observed) -> None:
+        """Raise GraphError at the first ``observed`` element that its node's distribution cannot produce.
+
+        Only records known on the host are checked (a method called with arrays, not inside the
+        caller's ``jit``): one extra jitted pass (:func:`_observed_support`) and a look at its masks.
+        Without ``observed`` nothing runs; traced records are checked by ``checks=True``.
+        """
+        if not observed or not _checks.concrete((inputs, key, observed)):
+            return
+        check_observed(plan, observed, num_samples)  # unknown names and wrong shapes first, with their own messages
+        cache_key = (_observed_support, plan, num_samples)
+        jitted = self._kernels.get(cache_key)
+        if jitted is None:  # plain jit even with checks=True: the host names the element of the whole record
+            jitted = self._kernels[cache_key] = jax.jit(partial(_observed_support, plan, num_samples))
+        message = _checks.first_violation(jitted(inputs, key, observed), observed)
+        if message is not None:
+            raise GraphError(message)
 
     def cache_size(self) -> int:
         """How many executables this compiled graph has traced (one per kernel, options and input shapes):
@@ -139,7 +185,9 @@ class CompiledGraph:
     def value(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """Monte Carlo estimate of ``E[Σ costs]``."""
         plan = self._plan(inputs)
-        return self._kernel(_value, plan, check_num(num_samples))(inputs, key, check_observed(plan, observed))
+        kernel = self._kernel(_value, plan, check_num(num_samples))
+        self._check_support(plan, inputs, key, num_samples, observed)
+        return kernel(inputs, key, check_observed(plan, observed, num_samples))
 
     def hvp(self, inputs: dict, tangents: dict, key: jax.Array, *, num_samples: int = 1, wrt=None, mode: str = "dice", observed=None) -> dict:
         """Hessian-vector product estimate ``H v`` of ``E[Σ costs]`` (§5.3.3).
@@ -158,14 +206,13 @@ class CompiledGraph:
             )
         if mode == "dice" and self.mode != "dice":
             if self._dice is None:
-                self._dice = compile(self.graph, mode="dice")
+                self._dice = compile(self.graph, mode="dice", checks=self.checks)
             return self._dice.hvp(inputs, tangents, key, num_samples=num_samples, wrt=wrt, observed=observed)
         plan = self._plan(inputs)
-        wrt = check_wrt(plan, wrt)
-        if set(tangents) != set(wrt):
-            raise GraphError(f"hvp: tangents must be keyed by {list(wrt)}, got {list(tangents)}")
+        wrt = check_wrt(plan, wrt)  # tangents are checked against the inputs in the kernel (check_tangents)
         kernel = self._kernel(_hvp, plan, mode, wrt, check_num(num_samples))
-        return kernel(inputs, tangents, key, check_observed(plan, observed))
+        self._check_support(plan, inputs, key, num_samples, observed)
+        return kernel(inputs, tangents, key, check_observed(plan, observed, num_samples))
 
     # -- pure functions, for use inside a caller's own jit / scan / vmap ----------------
     def advantages(self, inputs: dict, values: dict) -> dict:
@@ -186,7 +233,9 @@ class CompiledGraph:
         ``log p̂`` at the sampling inputs. ``observed`` as in :meth:`sample`. Pure; use inside ``jit``.
         """
         plan = self._plan(inputs)
-        terms = plan.program.batch_terms(inputs, key, check_num(num_samples), fixed=check_observed(plan, observed))
+        self._check_support(plan, inputs, key, check_num(num_samples), observed)
+        check_key(key)
+        terms = plan.program.batch_terms(inputs, key, num_samples, fixed=check_observed(plan, observed, num_samples))
         values, log_probs = jax.lax.stop_gradient((terms.values, terms.log_probs))
         return Batch(values, log_probs, plan.program.advantages(values))
 
@@ -230,23 +279,28 @@ class CompiledGraph:
         """A pure ``(inputs, key) -> scalar`` surrogate for inputs shaped like ``example_inputs``.
 
         Not jitted: compose it into a larger jitted function (a training step);
-        ``jax.grad`` of it w.r.t. ``inputs`` is the gradient estimator.
+        ``jax.grad`` of it w.r.t. ``inputs`` is the gradient estimator. ``observed`` is
+        not checked against the support here (see :func:`compile`'s ``checks``): with
+        ``checks=True`` the function emits ``checkify`` checks, so wrap the caller's
+        function in ``jax.experimental.checkify.checkify`` and throw its error.
         """
         plan, n = self._plan(example_inputs), check_num(num_samples)
-        return lambda inputs, key, observed=None: _emit(plan, self.mode, inputs, key, n, observed)
+        fn = lambda inputs, key, observed=None: _emit(plan, self.mode, inputs, key, n, check_observed(plan, observed, n))  # noqa: E731
+        return _checks.emitting(fn) if self.checks else fn
 
     def grad_fn(self, example_inputs: dict, *, num_samples: int = 1, wrt=None, with_values: bool = False):
         """A pure ``(inputs, key, observed=None) -> grads`` (dict keyed by input name), for a caller's jit.
 
         With ``with_values=True`` it returns ``(grads, values)``: the sampled
         values of every node (no gradient) from the same pass, e.g. for metrics,
-        critic targets or the last carried state of a rollout.
+        critic targets or the last carried state of a rollout. Checks as in
+        :meth:`surrogate_fn`: with ``checks=True``, checkify the caller's function.
         """
         plan, n = self._plan(example_inputs), check_num(num_samples)
         wrt = check_wrt(plan, wrt)
-        if not with_values:
-            return lambda inputs, key, observed=None: _grad_body(plan, self.mode, wrt, n, inputs, key, observed)
-        return lambda inputs, key, observed=None: _grad_and_values(plan, self.mode, wrt, n, inputs, key, observed)
+        body = _grad_and_values if with_values else _grad_body
+        fn = lambda inputs, key, observed=None: body(plan, self.mode, wrt, n, inputs, key, check_observed(plan, observed, n))  # noqa: E731
+        return _checks.emitting(fn) if self.checks else fn
 
     def _repr_svg_(self) -> str:
         a = self.analysis  # as declared: scg.render.to_svg(graph, compiled=, inputs=) shows the resolved estimators
@@ -258,21 +312,80 @@ class CompiledGraph:
         return f"CompiledGraph({self.graph.name!r}, mode={self.mode!r}, {len(self.graph)} nodes)"
 
 
-def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = None) -> CompiledGraph:
+def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = None, checks: bool = False) -> CompiledGraph:
     """Check ``graph`` (a :class:`Graph` or a :class:`scg.Temporal`) and return its :class:`CompiledGraph`.
+
+    The compiled graph keeps an immutable snapshot of ``graph`` as it is now (for a
+    Temporal, of its step graph and settings too): nodes declared on ``graph``
+    afterwards change nothing compiled, before or after its first call; compile
+    again to use them. A flat graph with ``SLOW_COMPILE_DRAWS`` (100) or more
+    nodes that draw warns (:class:`scg.errors.CompileTimeWarning`): its first call
+    compiles for tens of seconds to minutes; a repeated step belongs in a Temporal.
 
     Args:
         mode: ``"surrogate"`` (Corollary 1) or ``"dice"`` (any-order magic box).
         example_inputs: if given, plan now so that shape-dependent errors are
             raised here rather than at the first call.
+        checks: check values while running, for debugging: every jitted method
+            runs under ``jax.experimental.checkify`` and raises
+            ``checkify.JaxRuntimeError`` naming the node at the first invalid
+            distribution parameter (each distribution's ``param_errors()``:
+            a Normal scale ``<= 0`` or not finite, Bernoulli probs outside
+            ``[0, 1]``, Categorical probs negative or not summing to 1, NaN
+            logits), recorded (``observed``) value outside its distribution's
+            support, or NaN/inf in a cost or loss (with the first bad element).
+            Costs extra time; ``False`` (the default) adds nothing to the
+            compiled code. Called inside the caller's own ``jit``, or through
+            :meth:`CompiledGraph.grad_fn` / :meth:`~CompiledGraph.surrogate_fn`,
+            the checks need the caller's function wrapped in ``checkify.checkify``.
+            Either way, ``observed`` arrays passed eagerly to a method are
+            checked against the support before it runs (a :class:`GraphError`).
 
     Raises:
         GraphError: naming the node, for any malformed graph.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, scg
+        >>> from scg import dist
+        >>> g = scg.Graph("bad_scale")
+        >>> theta = g.input("theta")
+        >>> x = g.stochastic("x", lambda t: dist.Normal(t, -1.0), theta)
+        >>> _ = g.cost("f", lambda x: x**2, x)
+        >>> scg.compile(g, checks=True).grad({"theta": 0.0}, jax.random.key(0))
+        Traceback (most recent call last):
+        ...
+        jax._src.checkify.JaxRuntimeError: node 'x': invalid Normal parameters: scale must be positive and finite ...
     """
-    compiled = CompiledGraph(graph, mode=mode)
+    compiled = CompiledGraph(graph, mode=mode, checks=checks)
+    if compiled.temporal is None:
+        _warn_if_slow_to_compile(compiled.analysis, compiled.graph.name)
     if example_inputs is not None:
         compiled._plan(example_inputs)
     return compiled
+
+
+# A flat graph is unrolled into one XLA computation, whose compile time grows faster than the graph. First call
+# of grad (trace, lower, XLA compile) on a chain x_i ~ p(. | x_{i-1}) with one cost per node, on 2 shared CPU
+# cores (XLA:CPU, jax 0.10), for 10 / 25 / 50 / 100 drawing nodes: Normal (pathwise) 1.7 / 3.1 / 6.8 / 20 s,
+# Bernoulli (score) 2.5 / 7.7 / 9.0 / 15 s; on a more loaded machine 7 s at 10 and ~97 s at 100. A Temporal
+# compiles its step once (lax.scan), whatever the horizon.
+SLOW_COMPILE_DRAWS = 100
+
+
+def _warn_if_slow_to_compile(analysis, name: str) -> None:
+    """Warn (:class:`scg.errors.CompileTimeWarning`) when a flat graph has ``SLOW_COMPILE_DRAWS`` or more nodes
+    that draw (stochastic, simulate, expectation): a structural count, so compiling stays cheap."""
+    draws = sum(analysis.nodes[n].kind in ("stochastic", "simulate", "expectation") for n in analysis.order)
+    if draws >= SLOW_COMPILE_DRAWS:
+        warnings.warn(
+            f"graph {name!r} has {draws} nodes that draw (stochastic, simulate, expectation) in one flat graph, "
+            f"all unrolled into one XLA computation: its first call will compile for tens of seconds to minutes "
+            f"(a chain of 100 took 15-97 s on 2 CPU cores, growing faster than the graph). If it repeats one "
+            f"step, declare the step once as a scg.Graph and compile scg.Temporal(step, carry=..., horizon=T), "
+            f"which runs as a lax.scan and compiles one step whatever T",
+            CompileTimeWarning,
+            stacklevel=3,
+        )
 
 
 # -- the kernels ---------------------------------------------------------------------
@@ -280,11 +393,13 @@ def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = Non
 # ``observed``: a dict of arrays with a leading num_samples axis, or None). CompiledGraph._kernel binds
 # the static arguments and jits each combination once.
 def _emit(plan: Plan, mode: str, inputs, key, num_samples, observed):
+    check_key(key)  # here and in every kernel: while tracing, so a jitted call pays nothing for it
     program = plan.program
     return program.emit(program.batch_terms(inputs, key, num_samples, fixed=observed), mode)
 
 
 def _sample(plan, num_samples, inputs, key, observed):
+    check_key(key)
     return plan.program.sample_values(inputs, key, num_samples, fixed=observed)
 
 
@@ -295,38 +410,44 @@ def _surrogate(plan, mode, num_samples, inputs, key, observed):
 def _traced_grad(planner: Planner, mode, num_samples, wrt, inputs, key, observed):
     """The body of :meth:`CompiledGraph.grad`. Planning and checks run while tracing, so a call whose
     shapes were seen before is one dispatch of jit's C++ cache, with no Python work of ours."""
+    check_key(key)
     plan = planner(inputs)
-    wrt, num_samples, observed = check_wrt(plan, wrt), check_num(num_samples), check_observed(plan, observed)
+    wrt, observed = check_wrt(plan, wrt), check_observed(plan, observed, num_samples)
     return _grad_body(plan, mode, wrt, num_samples, inputs, key, observed)
 
 
 def _grad_body(plan, mode, wrt, num_samples, inputs, key, observed=None):
     diff = {n: inputs[n] for n in wrt}
-    return jax.grad(lambda d: _emit(plan, mode, {**inputs, **d}, key, num_samples, observed))(diff)
+    # allow_int: the integer leaves of a mixed pytree input get float0 zeros (CompiledGraph.grad)
+    return jax.grad(lambda d: _emit(plan, mode, {**inputs, **d}, key, num_samples, observed), allow_int=True)(diff)
 
 
 def _grad_and_values(plan, mode, wrt, num_samples, inputs, key, observed=None):
+    check_key(key)
     program = plan.program
 
     def loss(d):
         terms = program.batch_terms({**inputs, **d}, key, num_samples, fixed=observed)
         return program.emit(terms, mode), jax.lax.stop_gradient(terms.values)
 
-    return jax.grad(loss, has_aux=True)({n: inputs[n] for n in wrt})
+    return jax.grad(loss, has_aux=True, allow_int=True)({n: inputs[n] for n in wrt})
 
 
 def _grad_samples(plan, mode, wrt, num_samples, num_replicates, inputs, key):
+    check_key(key)
     one = lambda k: _grad_body(plan, mode, wrt, num_samples, inputs, k)  # noqa: E731
     # the largest divisor up to 1024: a remainder batch would compile the body twice
     return jax.lax.map(one, jax.random.split(key, num_replicates), batch_size=divisor_at_most(num_replicates, 1024))
 
 
 def _value(plan, num_samples, inputs, key, observed):
+    check_key(key)
     values = plan.program.sample_values(inputs, key, num_samples, fixed=observed)
     return jnp.mean(plan.program.total_cost(values))
 
 
 def _ratio(plan, num_samples, inputs, old_inputs, key, observed):
+    check_key(key)
     program = plan.program
     old = jax.lax.stop_gradient(program.batch_terms(old_inputs, key, num_samples, fixed=observed))
     drawn = {n: old.values[n] for n in program.drawn_nodes()}
@@ -335,6 +456,15 @@ def _ratio(plan, num_samples, inputs, old_inputs, key, observed):
 
 
 def _hvp(plan, mode, wrt, num_samples, inputs, tangents, key, observed):
-    diff = {n: inputs[n] for n in wrt}
+    check_key(key)
+    diff, tangents = {n: inputs[n] for n in wrt}, check_tangents(wrt, inputs, tangents)
     grad_fn = lambda d: _grad_body(plan, mode, wrt, num_samples, {**inputs, **d}, key, observed)  # noqa: E731
     return jax.jvp(grad_fn, (diff,), (tangents,))[1]
+
+
+def _observed_support(plan, num_samples, inputs, key, observed):
+    """``{node: mask}``: where each observed value of a stochastic node is a possible outcome of its
+    distribution, built at its parents' values of the pass the call itself makes (same key, same record)."""
+    check_key(key)
+    values = plan.program.sample_values(inputs, key, num_samples, fixed=observed)
+    return _checks.support_masks(plan.analysis, plan.avals, inputs, values, observed, evaluate)

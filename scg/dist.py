@@ -11,7 +11,12 @@ are); the optional members the compiler reads are:
   noise that would have drawn it; SVG(1)/SVG(∞) on recorded transitions);
 - ``mean`` and ``variance``: used by the Gaussian-smoothing estimator;
 - ``enumerate_support()``: values and weights for exact expectations in
-  :mod:`scg.testing` (a finite support, or Gauss-Hermite quadrature nodes).
+  :mod:`scg.testing` (a finite support, or Gauss-Hermite quadrature nodes);
+- ``in_support(value)``: where ``value`` is a possible outcome (a boolean mask
+  shaped like it), read to reject ``observed=`` values the distribution cannot
+  produce, whose log-probabilities would be ``-inf`` or silently wrong;
+- ``param_errors()``: ``(what, bad, values)`` triples naming invalid parameters,
+  read by ``scg.compile(graph, checks=True)``.
 
 Every distribution here is a pytree, so it can cross ``jit``/``vmap``.
 ``log_prob`` is elementwise; the compiler sums it over the node's elements.
@@ -32,6 +37,7 @@ class Distribution:
 
     has_rsample = False
     _fields: tuple[str, ...] = ()
+    _probs = None  # Bernoulli, Categorical: the probs= given (or None), kept unevaluated for param_errors
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -48,8 +54,24 @@ class Distribution:
             setattr(obj, name, value)
         return obj
 
+    def in_support(self, value) -> jax.Array:
+        """Where ``value`` is a possible outcome: a boolean mask shaped like ``value``.
+
+        This default reads ``log_prob``: an outcome is possible where its log-probability is finite.
+        Subclasses say it directly, so that invalid parameters (:meth:`param_errors`) are not
+        mistaken for an impossible value.
+        """
+        return jnp.isfinite(self.log_prob(value))
+
+    def param_errors(self) -> tuple:
+        """``(what, bad, values)`` per constraint on the parameters: a sentence, a boolean mask of the
+        elements that break it, and the values there (broadcastable to ``bad``). Nothing is checked here;
+        ``scg.compile(graph, checks=True)`` turns each into a runtime check naming the node."""
+        return ()
+
     def __repr__(self) -> str:
-        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        shown = (f for f in self._fields if not (f.startswith("_") and getattr(self, f) is None))
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in shown)
         return f"{type(self).__name__}({fields})"
 
 
@@ -92,6 +114,16 @@ class Normal(Distribution):
         z = (value - self.loc) / self.scale
         return -0.5 * z**2 - jnp.log(self.scale) - 0.5 * jnp.log(2 * jnp.pi)
 
+    def in_support(self, value):
+        """Every finite real is possible."""
+        return jnp.isfinite(jnp.asarray(value))
+
+    def param_errors(self):
+        return (
+            ("scale must be positive and finite", ~((self.scale > 0) & jnp.isfinite(self.scale)), self.scale),
+            ("loc must be finite", ~jnp.isfinite(self.loc), self.loc),
+        )
+
     def enumerate_support(self, num_points: int = 20):
         """Gauss-Hermite nodes ``loc + scale * z_k`` (reparameterised) and constant weights."""
         if self.loc.size > 2:
@@ -108,7 +140,7 @@ class Normal(Distribution):
 class Bernoulli(Distribution):
     """Independent Bernoulli per element, given ``logits`` or ``probs``; values are floats in {0, 1}."""
 
-    _fields = ("logits",)
+    _fields = ("logits", "_probs")
 
     def __init__(self, logits=None, probs=None):
         if (logits is None) == (probs is None):
@@ -117,6 +149,7 @@ class Bernoulli(Distribution):
             probs = jnp.asarray(probs, float)
             logits = jnp.log(probs) - jnp.log1p(-probs)
         self.logits = jnp.asarray(logits, float)
+        self._probs = probs  # a reference, no computation: param_errors checks the probs as given
 
     @property
     def shape(self):
@@ -137,6 +170,18 @@ class Bernoulli(Distribution):
     def log_prob(self, value):
         return value * jax.nn.log_sigmoid(self.logits) + (1 - value) * jax.nn.log_sigmoid(-self.logits)
 
+    def in_support(self, value):
+        """``1`` unless ``probs == 0``, ``0`` unless ``probs == 1``; nothing else (NaN logits: see :meth:`param_errors`)."""
+        value = jnp.asarray(value)
+        return ((value == 1) & (self.logits != -jnp.inf)) | ((value == 0) & (self.logits != jnp.inf))
+
+    def param_errors(self):
+        errors = ()
+        if self._probs is not None:
+            p = self._probs
+            errors = (("probs must lie in [0, 1]", ~((p >= 0) & (p <= 1)), p),)
+        return errors + (("logits must not be NaN", jnp.isnan(self.logits), self.logits),)
+
     def enumerate_support(self):
         n = self.logits.size
         if n > 10:
@@ -150,14 +195,16 @@ class Bernoulli(Distribution):
 class Categorical(Distribution):
     """Categorical over the last axis of ``logits``; values are int32 indices."""
 
-    _fields = ("logits",)
+    _fields = ("logits", "_probs")
 
     def __init__(self, logits=None, probs=None):
         if (logits is None) == (probs is None):
             raise ValueError("Categorical: give exactly one of logits= or probs=")
         if logits is None:
-            logits = jnp.log(jnp.asarray(probs, float))
+            probs = jnp.asarray(probs, float)
+            logits = jnp.log(probs)
         self.logits = jax.nn.log_softmax(jnp.asarray(logits, float), axis=-1)
+        self._probs = probs  # a reference, no computation: log_softmax hides probs that do not sum to 1
 
     @property
     def shape(self):
@@ -177,6 +224,30 @@ class Categorical(Distribution):
     def log_prob(self, value):
         value = jnp.asarray(value, jnp.int32)
         return jnp.take_along_axis(self.logits, value[..., None], axis=-1)[..., 0]
+
+    def in_support(self, value):
+        """Whole numbers in ``[0, num_categories)`` whose category has nonzero probability.
+
+        ``log_prob`` would truncate ``1.5`` to ``1`` and read an index out of range as the last category.
+        """
+        value = jnp.asarray(value)
+        k = self.num_categories
+        index = jnp.clip(value, 0, k - 1).astype(jnp.int32)
+        possible = jnp.take_along_axis(self.logits, index[..., None], axis=-1)[..., 0] != -jnp.inf
+        return (value >= 0) & (value < k) & (index == value) & possible
+
+    def param_errors(self):
+        errors = ()
+        if self._probs is not None:
+            p = self._probs
+            total = jnp.sum(p, axis=-1)
+            tol = 1e-6 + self.num_categories * float(jnp.finfo(p.dtype).eps)  # float rounding of the sum
+            errors = (
+                ("probs must be non-negative (and not NaN)", ~(p >= 0), p),
+                (f"probs must sum to 1 over the last axis (within {tol:.1e})", ~(jnp.abs(total - 1) <= tol), total),
+            )
+        what = "logits must not be NaN (NaN or +inf logits, or -inf in every category, give NaN)"
+        return errors + ((what, jnp.isnan(self.logits), self.logits),)
 
     def enumerate_support(self):
         k, n = self.num_categories, int(np.prod(self.shape))

@@ -6,3 +6,10 @@ class GraphError(ValueError):
 
     Messages always name the node(s) at fault and say what to do.
     """
+
+
+class CompileTimeWarning(UserWarning):
+    """A graph whose first call will spend a long time in XLA compilation (``scg.compile`` warns).
+
+    The message gives the size that triggered it and how to declare the graph so that it compiles fast.
+    """

@@ -43,6 +43,7 @@ input signature when the compiler plans.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -161,6 +162,7 @@ class Graph:
     def __init__(self, name: str = "graph"):
         self.name = name
         self._nodes: dict[str, Node] = {}
+        self._frozen = False  # a snapshot held by a compiled graph (_snapshot) takes no more nodes
 
     # -- declaration --------------------------------------------------------
     def input(self, name: str, *, differentiable: bool = True) -> Node:
@@ -296,12 +298,65 @@ class Graph:
         if not callable(fn):
             raise GraphError(f"node {name!r}: expected a function of its parents, got {type(fn).__name__}")
         names = tuple(_parent_name(self.name, name, p) for p in parents)
+        spec = kw.get("spec")
+        check_arity(name, kind, fn, call_arguments(kind, spec, names))
+        if kind == "expectation":
+            check_arity(name, kind, spec.dist_fn, names, role="dist_fn")
         return Node(name, kind, fn, names, **kw)
 
+    def _snapshot(self) -> "Graph":
+        """A frozen copy of the graph as declared now: what :func:`scg.compile` keeps, so that declaring more
+        nodes on this graph later changes nothing already compiled. Nodes are immutable, so they are shared."""
+        if self._frozen:
+            return self
+        copy = Graph(self.name)
+        copy._nodes = dict(self._nodes)
+        copy._frozen = True
+        return copy
+
     def _add(self, node: Node) -> Node:
+        if self._frozen:
+            raise GraphError(
+                f"graph {self.name!r} is the snapshot a compiled graph holds and takes no new nodes (here "
+                f"{node.name!r}); declare it on the graph you compiled and call scg.compile again"
+            )
         if not isinstance(node.name, str) or not node.name.isidentifier():
             raise GraphError(f"node name {node.name!r} must be a Python identifier (it keys dicts and traces)")
         if node.name in self._nodes:
             raise GraphError(f"duplicate node name {node.name!r}: every node needs a unique name")
         self._nodes[node.name] = node
         return node
+
+
+def call_arguments(kind: str, spec, parents: tuple[str, ...]) -> tuple[str, ...]:
+    """What a node's function is called with, in order, named for messages: the parents, plus the key of a
+    ``simulate`` node (first), the draw ``a`` of an expectation and the cost to go of a ``target="return"`` loss."""
+    if kind == "simulate":
+        return ("key", *parents)
+    if kind == "expectation":
+        return (*parents, "a")
+    if kind == "loss" and spec is not None and spec.target == "return":
+        return (*parents, "G_t")
+    return parents
+
+
+def check_arity(name: str, kind: str, fn: Callable, arguments: tuple[str, ...], *, role: str = "function") -> None:
+    """Raise GraphError if ``fn`` cannot take ``len(arguments)`` positional arguments.
+
+    Checked at declaration so that a missing or extra parent names the node rather than failing inside a
+    trace. Callables whose signature cannot be read (builtins, C extensions) pass; the compiler names the
+    node if calling them fails while tracing (:mod:`scg._program.forward`).
+    """
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*arguments)
+    except TypeError as err:
+        label = getattr(fn, "__name__", type(fn).__name__)
+        raise GraphError(
+            f"{kind} node {name!r}: its {role} {label}{sig} cannot be called with the {len(arguments)} "
+            f"positional argument(s) the node passes ({', '.join(arguments) or 'none'}): {err}. Make it take "
+            f"one positional parameter per argument, in that order (or *args)"
+        ) from None

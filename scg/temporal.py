@@ -58,7 +58,7 @@ class Temporal:
             used on truncation and after the last step.
 
     Example:
-        >>> import jax.numpy as jnp, scg
+        >>> import jax, jax.numpy as jnp, scg
         >>> from scg import dist
         >>> step = scg.Graph("walk")
         >>> theta, s = step.input("theta"), step.input("s")
@@ -110,6 +110,14 @@ class Temporal:
         self.truncated = None if truncated is None else _name(truncated)
         self.bootstrap = None if bootstrap is None else _name(bootstrap)
         self.name = step.name
+
+    def _snapshot(self) -> "Temporal":
+        """A copy over a frozen snapshot of the step graph (:meth:`scg.Graph._snapshot`) and a copy of
+        ``carry``: what :func:`scg.compile` keeps, so later edits of this Temporal or its step change nothing compiled."""
+        return Temporal(
+            self.step._snapshot(), carry=dict(self.carry), horizon=self.horizon, discount=self.discount,
+            init=self.init, terminated=self.terminated, truncated=self.truncated, bootstrap=self.bootstrap,
+        )
 
     def __repr__(self) -> str:
         return f"Temporal({self.step.name!r}, carry={self.carry}, horizon={self.horizon}, discount={self.discount})"

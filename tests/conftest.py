@@ -6,8 +6,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import importlib.util
 import pathlib
+import sys
 
 import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # tests/support.py
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,12 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from scg._program import checks
 from scg._program.analysis import Analysis
+from scg.errors import GraphError
 from scg.estimators import DEFAULT, resolve_default
 from scg.estimators.base import ExpectationContext, NodeContext
+from scg.graph import call_arguments
 
 
 class SampleTerms(NamedTuple):
@@ -54,6 +57,45 @@ def _reduce_cost(node, value):
     return value
 
 
+def _call(node, fn: Callable, args, *, role: str = "function"):
+    """``fn(*args)``, where an exception raised while tracing it becomes a GraphError naming the node, its
+    kind, its arguments with their shapes and dtypes, and the original message (chained). Node functions run
+    only while tracing, so this adds nothing to the compiled code."""
+    try:
+        return fn(*args)
+    except GraphError:
+        raise
+    except Exception as err:
+        names = call_arguments(node.kind, node.spec, node.parents)
+        if role == "dist_fn":
+            names = node.parents
+        names = (*names, *(f"argument {i}" for i in range(len(names), len(args))))[: len(args)]
+        shown = ", ".join(f"{n!r}: {_describe(a)}" for n, a in zip(names, args)) or "no arguments"
+        raise GraphError(
+            f"{node.kind} node {node.name!r}: its {role} raised {type(err).__name__} while tracing, called with "
+            f"({shown}): {err}"
+        ) from err
+
+
+def _named(node, fn: Callable, *, role: str = "function") -> Callable:
+    """``fn`` called through :func:`_call`, for functions an estimator calls (an expectation's ``fn``)."""
+    return lambda *args: _call(node, fn, args, role=role)
+
+
+def _describe(x) -> str:
+    """``float32[2]`` for an array (``key<fry>[]`` for a key), the same per leaf for a pytree."""
+    leaves, tree = jax.tree_util.tree_flatten(x)
+    shown = [f"{x.dtype}{list(x.shape)}" if hasattr(x, "shape") and hasattr(x, "dtype") else type(x).__name__ for x in leaves]
+    if jax.tree_util.treedef_is_leaf(tree):
+        return shown[0]
+    return str(jax.tree_util.tree_unflatten(tree, [_Shown(s) for s in shown]))
+
+
+class _Shown(str):
+    def __repr__(self) -> str:  # shown without quotes inside a pytree's repr
+        return str(self)
+
+
 def evaluate(
     analysis: Analysis, inputs: dict, key: jax.Array, *, fixed: dict | None = None, override: dict | None = None,
     skip: frozenset = frozenset(),
@@ -79,24 +121,29 @@ def evaluate(
         # Only nodes that draw get a key: tracing fold_in for every node costs more than the node itself.
         k = jax.random.fold_in(key, index) if node.kind in _DRAWS else None
         if node.kind == "deterministic":
-            values[name] = node.fn(*args)
+            values[name] = _call(node, node.fn, args)
         elif node.kind == "cost":
-            values[name] = _reduce_cost(node, node.fn(*args))
+            values[name] = _reduce_cost(node, checks.finite("cost", name, _call(node, node.fn, args)))
         elif node.kind == "loss":
             if node.spec.target is None:  # losses of the return are formed after the scan
-                values[name] = node.fn(*args)
+                values[name] = checks.finite("loss", name, _call(node, node.fn, args))
         elif node.kind == "stochastic":
-            dist = node.fn(*args)
+            dist = _call(node, node.fn, args)
+            checks.distribution(name, dist)  # no-ops unless traced with checks=True (scg._program.checks)
             dists[name] = dist
             est = _estimator(analysis, name, dist)
             est.check(name, dist)  # at trace time: a GraphError before sample() can fail
-            values[name] = est.observe(name, dist, fixed[name]) if name in fixed else est.sample(dist, k)
+            if name in fixed:
+                values[name] = est.observe(name, dist, checks.observed(name, dist, fixed[name]))
+            else:
+                values[name] = est.sample(dist, k)
         elif node.kind == "simulate":
-            values[name] = fixed[name] if name in fixed else jax.lax.stop_gradient(node.fn(k, *args))
+            values[name] = fixed[name] if name in fixed else jax.lax.stop_gradient(_call(node, node.fn, [k, *args]))
         elif node.kind == "expectation":
-            dist = node.spec.dist_fn(*args)
+            dist = _call(node, node.spec.dist_fn, args, role="dist_fn")
+            checks.distribution(name, dist)
             dists[name] = dist
-            ctx = ExpectationContext(name, node.fn, dist, tuple(args), k, node.spec.exact)
+            ctx = ExpectationContext(name, _named(node, node.fn), dist, tuple(args), k, node.spec.exact)
             values[name] = analysis.estimators[name].expect(ctx)
     return values, dists
 

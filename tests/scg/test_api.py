@@ -81,7 +81,7 @@ def test_wrt_subset_is_the_same_estimate_restricted():
 
 def test_integer_inputs_are_excluded_from_the_default_wrt():
     g = scg.Graph()
-    theta, n = g.input("theta"), g.input("n")
+    theta, n = g.input("theta"), g.input("n", differentiable=False)  # undeclared, an int is an error (test_bad_input_compiler)
     z = g.stochastic("z", lambda t, n: dist.Categorical(logits=t[n]), theta, n)
     g.cost("f", lambda z: (z - 1.0) ** 2, z)
     grads = scg.compile(g).grad({"theta": jnp.zeros((2, 3)), "n": jnp.array(1)}, jax.random.key(0))

@@ -5,7 +5,6 @@ are raised by ``scg.compile``; errors that need shapes or distributions
 (non-scalar costs, pathwise on a discrete node, integer values on a
 differentiable path) by the first call, or by ``compile(example_inputs=...)``.
 """
-import contextlib
 
 import jax
 import jax.numpy as jnp
@@ -13,18 +12,9 @@ import pytest
 
 import scg
 from scg import dist
+from support import raises_naming
 
 KEY = jax.random.key(0)
-
-
-@contextlib.contextmanager
-def raises_naming(*names, match=None):
-    """``pytest.raises(GraphError)`` whose message quotes every name in ``names``."""
-    with pytest.raises(scg.GraphError, match=match) as info:
-        yield info
-    message = str(info.value)
-    for name in names:
-        assert f"'{name}'" in message, f"message does not name {name!r}: {message}"
 
 
 def bernoulli_graph(**stochastic_kw):

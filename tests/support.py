@@ -1,0 +1,37 @@
+"""Helpers shared by test modules (importable because ``tests/conftest.py`` puts this folder on ``sys.path``)."""
+import contextlib
+
+import pytest
+
+import scg
+
+
+@contextlib.contextmanager
+def raises_naming(*names, match=None):
+    """``pytest.raises(GraphError)`` whose message quotes every name in ``names``."""
+    with pytest.raises(scg.GraphError, match=match) as info:
+        yield info
+    message = str(info.value)
+    for name in names:
+        assert f"'{name}'" in message, f"message does not name {name!r}: {message}"
+
+
+# The tiny training run of the command-line tests (2 environments, 16 steps, 2 seeds): every test module that
+# trains through `scg.algorithms.cli.main` uses this one configuration, so the process compiles its chunk once.
+TINY = ["--config", "num_envs=2", "horizon=16", "hidden=[8]", "value_epochs=2", "--seeds", "2", "--chunk", "1"]
+TINY += ["--quiet"]
+STEPS_PER_ITER = 2 * 16
+
+
+def train(runs_dir, name, steps=2 * STEPS_PER_ITER, *extra):
+    """``scg train`` of the tiny run into ``runs_dir/name``; the exit code."""
+    from scg.algorithms import cli
+
+    return cli.main(["train", "--runs-dir", str(runs_dir), "--name", name, "--steps", str(steps), *TINY, *extra])
+
+
+def metric_table(run_dir):
+    """Metrics without wall time, ordered, for exact comparison of two runs."""
+    from scg.algorithms.metrics_log import read_metrics
+
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
