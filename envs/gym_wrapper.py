@@ -4,7 +4,12 @@ One thin class, ``GymnasiumEnv``, wraps the pure ``reset``/``step`` pair:
 ``jit``-compiled once per instance, numpy in and out, seeded through
 ``reset(seed=...)`` (the seed feeds gymnasium's ``np_random``, which draws the
 JAX key, so the same seed gives the same episode), ``render_mode="rgb_array"``
-through ``scg.envs.render``. Example::
+through ``scg.envs.render``. As in gymnasium's own environments, a ``Box``
+action outside the space is not an error (the environment clips it where its
+physics has a bound, see ``Environment.step``; NaN is a ``ValueError``), and a
+``step`` after ``terminated=True`` without ``reset`` returns reward 0 (the
+functional step is absorbing there) and logs gymnasium's CartPole warning
+through ``gymnasium.logger`` once per episode. Example::
 
     import gymnasium, envs
     env = gymnasium.make("scg/HandMass-v0", render_mode="rgb_array")
@@ -23,6 +28,11 @@ import numpy as np
 from scg.envs.spaces import Discrete
 
 NAMESPACE = "scg"
+# gymnasium 1.4.0's CartPole message, word for word.
+STEP_AFTER_TERMINATED = (
+    "You are calling 'step()' even though this environment has already returned terminated = True. "
+    "You should always call 'reset()' once you receive 'terminated = True' -- any further steps are undefined behavior."
+)
 
 
 class GymnasiumEnv(gymnasium.Env):
@@ -52,6 +62,7 @@ class GymnasiumEnv(gymnasium.Env):
         self._key = None
         self._state = None
         self._obs = None
+        self._steps_beyond_terminated = None  # gymnasium CartPole's counter: None until terminated
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -59,16 +70,23 @@ class GymnasiumEnv(gymnasium.Env):
         self._key, key = jax.random.split(self._key)
         obs, self._state = self._reset(key)
         self._obs = np.asarray(obs, np.float32)
+        self._steps_beyond_terminated = None
         return self._obs, {}
 
     def step(self, action):
         if self._state is None:
             raise RuntimeError(f"{self.env.name}: call reset() before step()")
         action = self._as_action(action)
+        if self._steps_beyond_terminated is not None:
+            if self._steps_beyond_terminated == 0:
+                gymnasium.logger.warn(STEP_AFTER_TERMINATED)
+            self._steps_beyond_terminated += 1
         self._key, key = jax.random.split(self._key)
         obs, self._state, reward, terminated, truncated, info = self._step(key, self._state, action)
         self._obs = np.asarray(obs, np.float32)
         info = {k: np.asarray(v) for k, v in info.items()}
+        if terminated and self._steps_beyond_terminated is None:
+            self._steps_beyond_terminated = 0
         return self._obs, float(reward), bool(terminated), bool(truncated), info
 
     def _as_action(self, action) -> jax.Array:
@@ -76,15 +94,16 @@ class GymnasiumEnv(gymnasium.Env):
             raw = np.asarray(action)
             if raw.shape != () or not np.issubdtype(raw.dtype, np.integer):
                 raise ValueError(f"{self.env.name}: expected an integer action in [0, {self._space.n}), got {action!r}")
-            cast = jnp.asarray(raw, jnp.int32)
-        else:
-            raw = np.asarray(action, np.float32)
-            if raw.shape != self._space.shape:
-                raise ValueError(f"{self.env.name}: expected an action of shape {self._space.shape}, got shape {raw.shape}")
-            cast = jnp.asarray(raw)
-        if not self.action_space.contains(np.asarray(raw, self.action_space.dtype)):
-            raise ValueError(f"{self.env.name}: action {action!r} is outside the action space {self.action_space}")
-        return cast
+            if not self.action_space.contains(np.asarray(raw, self.action_space.dtype)):
+                raise ValueError(f"{self.env.name}: action {action!r} is outside the action space {self.action_space}")
+            return jnp.asarray(raw, jnp.int32)
+        raw = np.asarray(action, np.float32)
+        if raw.shape != self._space.shape:
+            raise ValueError(f"{self.env.name}: expected an action of shape {self._space.shape}, got shape {raw.shape}")
+        # Outside the box is the environment's to handle (it clips where its physics has a bound), as in gymnasium.
+        if np.isnan(raw).any():
+            raise ValueError(f"{self.env.name}: action {action!r} contains NaN")
+        return jnp.asarray(raw)
 
     def render(self):
         if self.render_mode != "rgb_array" or self._state is None:

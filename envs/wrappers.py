@@ -6,6 +6,7 @@ return it, time-major.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -52,7 +53,9 @@ class AutoReset(_Delegating, Environment):
     The returned obs and state are the reset ones when ``terminated | truncated``;
     the last observation of the finished episode is ``info["final_obs"]``
     (gymnasium's ``SAME_STEP`` autoreset convention). The key is split into a
-    step key and a reset key.
+    step key and a reset key. Since it never returns a terminated state, the
+    absorbing rule of ``Environment.step`` for those does not apply to it
+    (``is_terminal`` is ``None``; pass it states it returned, or reset ones).
 
     Example:
         >>> from scg.envs.paper import ChainMDP
@@ -112,7 +115,10 @@ class VecAutoReset(_Delegating):
     The interface is batched: one key per call, leading axis ``num_envs`` on
     ``obs``, ``state``, ``action``, ``reward`` and the flags (the spaces are
     those of one environment); the finished
-    episode's last observation is ``info["final_obs"]`` as in ``AutoReset``.
+    episode's last observation is ``info["final_obs"]`` as in ``AutoReset``,
+    and, as ``AutoReset``, it never returns a terminated state, so the absorbing
+    rule of ``Environment.step`` for those is skipped (pass it states it
+    returned, or reset ones).
 
     Args:
       env: an Environment (not already wrapped in ``AutoReset``).
@@ -157,7 +163,9 @@ class VecAutoReset(_Delegating):
                 f"num_envs={self.num_envs} (one action per environment)"
             )
         key_step, key_reset = jax.random.split(key)
-        step = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))
+        # Its states are never terminated (ended ones are reset below), so the absorbing guard is skipped: the
+        # same numbers, without a select per leaf.
+        step = jax.vmap(functools.partial(self.env._step, absorbing=False), in_axes=(0, 0, 0, None))
         ts = step(jax.random.split(key_step, self.num_envs), state, action, params)
         done = ts.terminated | ts.truncated
         stepped = (ts.obs, ts.state)

@@ -97,10 +97,14 @@ class Acrobot(Environment):
             jnp.clip(s_tp1[3], -params.max_vel_2, params.max_vel_2),
             state.time + 1,
         )
-        terminated = self.height(state_tp1) > 1.0
+        terminated = self.is_terminal(state_tp1, params)
         truncated = state_tp1.time >= params.max_steps_in_episode
         reward = jnp.where(terminated, 0.0, -1.0).astype(s_tp1.dtype)
         return self.get_obs(state_tp1), state_tp1, reward, terminated, truncated, {}
+
+    def is_terminal(self, state: EnvState, params: EnvParams) -> jax.Array:
+        """The tip is above the bar: ``height(state) > 1``."""
+        return self.height(state) > 1.0
 
     @staticmethod
     def height(state: EnvState) -> jax.Array:
@@ -125,7 +129,7 @@ class Acrobot(Environment):
         """
         return lam * jax.nn.sigmoid(alpha * (self.height(state) - 1.0))
 
-    def get_obs(self, state: EnvState) -> jax.Array:
+    def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         return jnp.stack(
             [
                 jnp.cos(state.theta1),

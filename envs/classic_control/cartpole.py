@@ -18,8 +18,8 @@ terminates when ``|x| > 2.4`` or ``|theta| > 12 deg``; reward is 1 on every
 step including the terminating one (gymnasium's default, not the
 ``sutton_barto_reward`` variant). ``truncated`` is set when the step counter
 reaches ``max_steps_in_episode`` (``TimeLimit`` with ``max_episode_steps=500``).
-Stepping past ``terminated`` is undefined, as in gymnasium (which then returns
-reward 0 and warns); reset instead.
+Stepping a terminated state is absorbing (``Environment.step``): same state,
+reward 0, ``terminated`` again; gymnasium returns reward 0 there too, and warns.
 """
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ class CartPole(Environment):
             | (state.theta > params.theta_threshold_radians)
         )
 
-    def get_obs(self, state: EnvState) -> jax.Array:
+    def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         return jnp.stack([state.x, state.x_dot, state.theta, state.theta_dot])
 
     def observation_space(self, params: EnvParams) -> Box:

@@ -101,7 +101,7 @@ class MountainCar(Environment):
         params = self.default_params if params is None else params
         return lam * jax.nn.sigmoid(alpha * (state.position - params.goal_position))
 
-    def get_obs(self, state: EnvState) -> jax.Array:
+    def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         return jnp.stack([state.position, state.velocity])
 
     def observation_space(self, params: EnvParams) -> Box:

@@ -78,13 +78,16 @@ class MountainCarContinuous(Environment):
         position = jnp.clip(state.position + velocity, params.min_position, params.max_position)
         velocity = jnp.where((position == params.min_position) & (velocity < 0), 0.0, velocity)
         state_tp1 = EnvState(position, velocity, state.time + 1)
-        terminated = (position >= params.goal_position) & (velocity >= params.goal_velocity)
+        terminated = self.is_terminal(state_tp1, params)
         truncated = state_tp1.time >= params.max_steps_in_episode
         # gymnasium computes the penalty in Python floats: promote the action to the state's dtype first.
         reward = jnp.where(terminated, 100.0, 0.0) - jnp.asarray(action[0], position.dtype) ** 2 * 0.1
         return self.get_obs(state_tp1), state_tp1, reward, terminated, truncated, {}
 
-    def get_obs(self, state: EnvState) -> jax.Array:
+    def is_terminal(self, state: EnvState, params: EnvParams) -> jax.Array:
+        return (state.position >= params.goal_position) & (state.velocity >= params.goal_velocity)
+
+    def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         return jnp.stack([state.position, state.velocity])
 
     def observation_space(self, params: EnvParams) -> Box:

@@ -78,7 +78,8 @@ class Pendulum(Environment):
         truncated = state_tp1.time >= params.max_steps_in_episode
         return self.get_obs(state_tp1), state_tp1, -costs, terminated, truncated, {}
 
-    def get_obs(self, state: EnvState) -> jax.Array:
+    # Never terminates: ``is_terminal`` stays the base class's ``None``.
+    def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         return jnp.stack([jnp.cos(state.theta), jnp.sin(state.theta), state.theta_dot])
 
     def observation_space(self, params: EnvParams) -> Box:

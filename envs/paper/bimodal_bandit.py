@@ -14,6 +14,10 @@ paper initialises the policy mean), the better one at ``c_2 = +1`` with
 ``Σ_i h_i w / sqrt(w^2 + σ^2) exp(-(μ - c_i)^2 / (2 (w^2 + σ^2)))``, given by
 ``smoothed_reward``. The reward is deterministic by default
 (``noise_std = 0``) and differentiable in the action.
+
+The action space ``[-2, 2]`` is where samplers put their mass, not a physical
+bound: an action outside it is neither clipped nor an error (in JAX or through
+gymnasium), and gets ``r(a)``, which is below ``exp(-0.5 / w^2) = 3e-4`` there.
 """
 from __future__ import annotations
 
@@ -68,15 +72,23 @@ class BimodalBandit(Environment):
 
     def reset_env(self, key, params):
         del key
-        return jnp.zeros((1,), jnp.float32), BimodalBanditState(done=jnp.bool_(False))
+        state = BimodalBanditState(done=jnp.bool_(False))
+        return self.get_obs(state, params), state
 
     def step_env(self, key, state, action, params):
         # The action is not clipped: the reward is defined on the whole real line and clipping would
         # zero the pathwise gradient; the Box bound only tells samplers where the mass is.
         a = action[0]
         reward = bimodal_reward(a, params) + params.noise_std * jax.random.normal(key, (), a.dtype)
-        obs = jnp.zeros((1,), jnp.float32)
-        return Timestep(obs, BimodalBanditState(done=jnp.bool_(True)), reward, jnp.bool_(True), jnp.bool_(False), {})
+        new = BimodalBanditState(done=jnp.bool_(True))
+        return Timestep(self.get_obs(new, params), new, reward, jnp.bool_(True), jnp.bool_(False), {})
+
+    def is_terminal(self, state, params):
+        """After the one step."""
+        return state.done
+
+    def get_obs(self, state, params=None):
+        return jnp.zeros((1,), jnp.float32)
 
     def observation_space(self, params):
         return Box.make(0.0, 1.0, (1,))  # the single (constant 0) observation

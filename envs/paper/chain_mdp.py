@@ -58,11 +58,15 @@ class ChainMDP(Environment):
         s = state.s + 2 * action.astype(jnp.int32) - 1
         new = ChainMDPState(s=s, t=state.t + 1)
         reward = (s == params.n).astype(jnp.float32)
-        terminated = (s == params.n) | (s == -params.m)
+        terminated = self.is_terminal(new, params)
         truncated = (new.t >= params.horizon) & ~terminated
         return Timestep(self.get_obs(new), new, reward, terminated, truncated, {})
 
-    def get_obs(self, state: ChainMDPState) -> jax.Array:
+    def is_terminal(self, state: ChainMDPState, params) -> jax.Array:
+        """``s`` is one of the two ends ``-m`` and ``n``."""
+        return (state.s == params.n) | (state.s == -params.m)
+
+    def get_obs(self, state: ChainMDPState, params=None) -> jax.Array:
         return state.s.astype(jnp.float32)[None]
 
     def observation_space(self, params):

@@ -109,13 +109,17 @@ class CombinatorialBandit(Environment):
         taken = jnp.where(legal[action], action, 1 - action).astype(jnp.int32)
         included = state.included.at[state.t].set(taken == 1)
         new = CombinatorialBanditState(t=state.t + 1, included=included)
-        done = new.t >= self.num_edges
+        done = self.is_terminal(new, params)
         draws = jax.random.uniform(key, (self.num_edges,), jnp.float32) * 2.0 * params.mu
         reward = jnp.where(done, jnp.sum(jnp.where(included, draws, 0.0)), 0.0)
         info = {"legal_mask": self.legal_mask(new), "action_taken": taken}
         return Timestep(self.get_obs(new), new, reward, done, jnp.zeros_like(done), info)
 
-    def get_obs(self, state: CombinatorialBanditState) -> jax.Array:
+    def is_terminal(self, state: CombinatorialBanditState, params) -> jax.Array:
+        """Every edge is decided (the tree has been paid for)."""
+        return state.t >= self.num_edges
+
+    def get_obs(self, state: CombinatorialBanditState, params=None) -> jax.Array:
         """``[one_hot(t, |E|), included, legal_mask]``, length ``2 |E| + 2``."""
         position = jax.nn.one_hot(state.t, self.num_edges, dtype=jnp.float32)
         mask = self.legal_mask(state).astype(jnp.float32)

@@ -74,10 +74,14 @@ class DeepSea(Environment):
         goal_reward = params.goal_mean + params.goal_std * jax.random.normal(key, (), jnp.float32)
         reward = jnp.where(at_goal, goal_reward, jnp.where(right, -params.move_cost, 0.0)).astype(jnp.float32)
         new = DeepSeaState(row=row, col=col)
-        done = row >= params.size - 1
+        done = self.is_terminal(new, params)
         return Timestep(self.get_obs(new), new, reward, done, jnp.zeros_like(done), {})
 
-    def get_obs(self, state: DeepSeaState) -> jax.Array:
+    def is_terminal(self, state: DeepSeaState, params) -> jax.Array:
+        """The bottom row is reached."""
+        return state.row >= params.size - 1
+
+    def get_obs(self, state: DeepSeaState, params=None) -> jax.Array:
         return jnp.stack([state.row, state.col]).astype(jnp.float32)
 
     def observation_space(self, params):

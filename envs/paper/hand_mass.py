@@ -93,10 +93,14 @@ class HandMass(Environment):
             v=state.v + params.dt * accel,
             t=state.t + 1,
         )
-        done = new.t >= params.horizon
+        done = self.is_terminal(new, params)
         terminal_reward = -((new.x - params.goal) ** 2 + new.v**2)
         reward = jnp.where(done, terminal_reward, jnp.zeros_like(terminal_reward))
         return Timestep(self.get_obs(new, params), new, reward, done, jnp.zeros_like(done), {})
+
+    def is_terminal(self, state: HandMassState, params) -> jax.Array:
+        """The horizon is reached (the terminal reward has been paid, RPG Eq. 3)."""
+        return state.t >= params.horizon
 
     def get_obs(self, state: HandMassState, params) -> jax.Array:
         """``(x, y, v, t / horizon)``: the time feature makes the finite-horizon task Markov."""
@@ -112,7 +116,11 @@ class HandMass(Environment):
 
 
 class HandMassContinuous(HandMass):
-    """Continuous Hand Mass: action ``a`` in ``[-1, 1]``, hand velocity ``hand_speed * clip(a, -1, 1)``."""
+    """Continuous Hand Mass: action ``a`` in ``[-1, 1]``, hand velocity ``hand_speed * clip(a, -1, 1)``.
+
+    An action outside ``[-1, 1]`` is clipped to the hand's top speed (not an
+    error, in JAX or through gymnasium), as Pendulum clips its torque.
+    """
 
     name = "HandMassContinuous-v0"
 

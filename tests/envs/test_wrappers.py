@@ -41,10 +41,14 @@ def test_matches_autoreset_on_a_deterministic_env(max_resets):
 
 
 def _cartpole_batch(n, tipped):
-    """CartPole states at rest, the first ``tipped`` of them past the angle limit (they terminate on the next step)."""
-    theta = jnp.where(jnp.arange(n) < tipped, 0.5, 0.0)
+    """CartPole states at rest, the first ``tipped`` of them falling over the angle limit (they terminate on the next step).
+
+    Not already past it: ``env.step`` from a terminated state is absorbing, which the reference ``plain`` step below would show.
+    """
+    falling = jnp.arange(n) < tipped
+    theta, theta_dot = jnp.where(falling, 0.2, 0.0), jnp.where(falling, 1.0, 0.0)  # theta_tp1 = 0.22 > 12 deg = 0.209
     z = jnp.zeros(n)
-    return EnvState(z, z, theta, z, jnp.zeros(n, jnp.int32))
+    return EnvState(z, z, theta, theta_dot, jnp.zeros(n, jnp.int32))
 
 
 @pytest.mark.parametrize("tipped,max_resets", [(3, 16), (40, 16)])  # cheap path, then the fallback
