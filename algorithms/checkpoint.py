@@ -8,6 +8,8 @@ continues bit for bit.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from pathlib import Path
 
 import jax
@@ -37,25 +39,67 @@ def save(run_dir: Path, state, progress: dict) -> None:
     atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, meta=np.array(meta), **arrays))
 
 
+def _damaged(path: Path, err: Exception) -> ConfigError:
+    reason = " ".join(str(err).split())  # one line
+    return ConfigError(f"{path} is damaged ({type(err).__name__}: {reason}); restore it from a copy of the run, "
+                       "or train a new run with another --name (the run's metrics.jsonl is left as it is)")
+
+
+def read_progress(run_dir: Path) -> dict:
+    """The progress a checkpoint records (iteration, per-seed env steps, wall time), without reading its arrays.
+
+    Raises ``FileNotFoundError`` if there is none, :class:`scg.algorithms.config.ConfigError` naming the file
+    if it is not a readable checkpoint.
+    """
+    meta = _read_meta(Path(run_dir) / CHECKPOINT)
+    meta.pop("key_impls")
+    return meta
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+        if not isinstance(meta, dict):
+            raise ValueError("its progress record is not a JSON object")
+        iteration, env_steps = meta["iteration"], meta["env_steps"]
+        if not isinstance(iteration, int) or not isinstance(env_steps, list) or not env_steps:
+            raise ValueError("its progress record has no iteration and env steps")
+        meta["env_steps"] = [float(x) for x in env_steps]
+        if not isinstance(meta["key_impls"], list):
+            raise ValueError("its record of PRNG key types is not a list")
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as err:
+        raise _damaged(path, err) from None
+    return meta
+
+
 def load(run_dir: Path, template):
     """Return ``(state, progress)``: the saved leaves unflattened onto the structure of ``template``.
 
     ``template`` is a state (or its ``jax.eval_shape``) of the run's configuration; a checkpoint
-    of another shape raises :class:`scg.algorithms.config.ConfigError`.
+    of another shape, or a damaged one, raises :class:`scg.algorithms.config.ConfigError` naming the file.
     """
+    path = Path(run_dir) / CHECKPOINT
     t_leaves, treedef = jax.tree_util.tree_flatten(template)
-    with np.load(Path(run_dir) / CHECKPOINT) as data:
-        meta = json.loads(str(data["meta"]))
-        if len(meta["key_impls"]) != len(t_leaves):
-            raise ConfigError(f"{run_dir}/{CHECKPOINT} does not match the state of this run's algorithm and config")
-        saved = [data[f"leaf_{i:05d}"] for i in range(len(t_leaves))]
-    leaves = []
-    for t, x, impl in zip(t_leaves, saved, meta["key_impls"]):
-        leaf = jax.random.wrap_key_data(jnp.asarray(x), impl=impl) if impl else jnp.asarray(x, dtype=t.dtype)
-        if leaf.shape != t.shape:
-            raise ConfigError(f"{run_dir}/{CHECKPOINT}: a leaf of shape {leaf.shape}, the config expects {t.shape}")
-        leaves.append(leaf)
-    meta.pop("key_impls")
+    meta = _read_meta(path)
+    impls = meta.pop("key_impls")
+    try:
+        with np.load(path) as data:
+            if len(impls) != len(t_leaves):
+                raise ConfigError(f"{path} does not match the state of this run's algorithm and config")
+            saved = [data[f"leaf_{i:05d}"] for i in range(len(t_leaves))]  # reading checks each array's CRC
+        leaves = []
+        for t, x, impl in zip(t_leaves, saved, impls):
+            leaf = jax.random.wrap_key_data(jnp.asarray(x), impl=impl) if impl else jnp.asarray(x, dtype=t.dtype)
+            if leaf.shape != t.shape:
+                raise ConfigError(f"{path}: a leaf of shape {leaf.shape}, the config expects {t.shape}")
+            leaves.append(leaf)
+    except ConfigError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as err:
+        raise _damaged(path, err) from None
     return jax.tree_util.tree_unflatten(treedef, leaves), meta
 
 

@@ -10,18 +10,29 @@ shows the choices; ``scg plot runs/a runs/b -o out.png`` compares runs.
 next to the exact gradient computed by enumeration and quadrature, with the
 z-score of the difference.
 
-Bad options are one line on stderr naming the valid choices, exit code 2, and
-nothing is written.
+Errors are one line on stderr naming the option, file or process, and what to do. Exit codes:
+
+- 2: refused, and nothing was written: a bad option, a file that is not what it should be (a damaged
+  ``config.json`` or ``checkpoint.npz``, metrics without a checkpoint), a path of the wrong kind or that
+  cannot be written (permissions, a read-only folder), a run another process is training;
+- 1: failed while working, by a full disk or another I/O error; the message names the file and, for
+  ``train``, what the last checkpoint kept and how to resume;
+- 130: interrupted (Ctrl-C); ``train`` says what was kept and how to resume.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 DEFAULTS = dict(algo="reinforce", env="CartPole-v1", seeds=4, steps=160_000, seed=0, chunk=5)
+# errors of a path the user gave (exit 2); any other OSError (a full disk, an I/O error) is a failure (exit 1)
+_PATH_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENOENT, errno.EEXIST,
+                errno.ENAMETOOLONG}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,19 +42,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
-def _fail(prog: str, message: str) -> int:
+def _fail(prog: str, message: str, code: int = 2) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
-    return 2
+    return code
+
+
+def _os_code(err: OSError) -> int:
+    return 2 if err.errno in _PATH_ERRORS else 1
 
 
 def _parse_overrides(items: list[str]) -> dict:
     """``key=value`` pairs; values are JSON where they parse (``hidden=[32,32]``, ``policy_lr=0.003``), else text
-    (``surrogate=clip``); a value that starts like a JSON list, object or string must parse."""
+    (``surrogate=clip``); a value that starts like a JSON list, object or string must parse. A key given twice
+    is an error."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--config takes key=value, got {item!r}")
+        if key in out:
+            raise ValueError(f"--config {key} is given twice; give each key once")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError as err:
@@ -51,6 +69,17 @@ def _parse_overrides(items: list[str]) -> dict:
                 raise ValueError(f"--config {item}: not valid JSON ({err.msg} at character {err.pos})") from None
             out[key] = value
     return out
+
+
+def _collision(run_dir: Path) -> str:
+    from scg.algorithms.run_files import CONFIG, describe_holder, lock_holder
+
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        return f"{run_dir} exists and is being trained by {describe_holder(holder)}; choose another --name"
+    if (run_dir / CONFIG).is_file():
+        return f"{run_dir} exists; continue it with --resume {run_dir} or choose another --name"
+    return f"{run_dir} exists and is not a run; choose another --name"
 
 
 def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
@@ -64,55 +93,140 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
     name = args.name or f"{config['algo']}-{config['env']}-{time.strftime('%Y%m%d-%H%M%S')}"
     if "/" in name or name in ("", ".", ".."):
         raise ValueError(f"--name must be a plain folder name, got {name!r}")
-    run_dir = Path(args.runs_dir) / name
+    runs_dir = Path(args.runs_dir)
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise ValueError(f"--runs-dir {runs_dir} is a file, not a folder; pass a folder for the run folders")
+    run_dir = runs_dir / name
     if run_dir.exists():
-        raise ValueError(f"{run_dir} exists; continue it with --resume {run_dir} or choose another --name")
+        raise ValueError(_collision(run_dir))
     return run_dir, {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **config}
 
 
 def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
-    from scg.algorithms import run_config
-    from scg.algorithms.run_files import CONFIG
+    from scg.algorithms import driver, run_config
+    from scg.algorithms.config import ConfigError
+    from scg.algorithms.run_files import CHECKPOINT, CONFIG, RunError, describe_holder, lock_holder
 
     run_dir = Path(args.resume)
     if not (run_dir / CONFIG).is_file():
-        raise ValueError(f"--resume {run_dir}: not a run directory (no {CONFIG})")
-    config = json.loads((run_dir / CONFIG).read_text())
+        raise RunError(f"--resume {run_dir}: not a run directory (no {CONFIG})")
     for option in ("algo", "env", "seeds", "seed", "chunk", "name", "config"):
         if getattr(args, option) is not None:
             raise ValueError(f"--resume continues {run_dir} as it was configured; --{option} cannot change")
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise RunError(f"--resume {run_dir}: it is being trained by {describe_holder(holder)}; "
+                       "wait for it to finish or stop that process")
+    config = run_config.load(run_dir)
     steps = config["steps"] if args.steps is None else args.steps
-    run_config.resolve(  # the saved run must still be valid (its algorithm registered, --steps positive)
+    run_config.resolve(  # --steps must be positive
         config["algo"], config["env"], seeds=config["seeds"], steps=steps, seed=config["seed"], chunk=config["chunk"],
         overrides=config["algorithm_config"],
     )
+    start = driver.resume_point(run_dir)  # a damaged checkpoint, or metrics without one, is refused here
+    trained = min(start["env_steps"]) if start else 0
+    if args.steps is not None and steps < trained:
+        raise ConfigError(f"--steps {steps:,} is less than the {trained:,.0f} env steps {run_dir} has trained "
+                          f"(iteration {start['iteration']} of {run_dir / CHECKPOINT}); pass --steps "
+                          f"{trained:.0f} or more, or leave --steps out")
     return run_dir, {**config, "steps": steps}
+
+
+def _plan(config: dict) -> str:
+    """How many env steps the run trains: ``--steps`` rounded up to whole iterations, said with the real numbers."""
+    from scg.algorithms.driver import steps_per_iteration
+
+    steps, per_iter = config["steps"], steps_per_iteration(config)
+    if per_iter is None:
+        return (f"{steps:,} env steps, rounded up to whole iterations ({config['algo']}'s vary in length; "
+                f"the first chunk is {config['chunk']} iteration{'s' * (config['chunk'] != 1)})")
+    n = math.ceil(steps / per_iter)
+    plan = f"{n:,} iteration{'s' * (n != 1)} = {n * per_iter:,} env steps"
+    if n * per_iter != steps:
+        plan += f" (--steps {steps:,} rounded up to whole iterations of {per_iter:,})"
+    return plan
+
+
+def _kept(run_dir: Path) -> str | None:
+    """What the checkpoint of ``run_dir`` holds, or ``None`` if it has none."""
+    from scg.algorithms import checkpoint
+    from scg.algorithms.config import ConfigError
+
+    try:
+        prog = checkpoint.read_progress(run_dir)
+    except (FileNotFoundError, ConfigError):
+        return None
+    return f"metrics and checkpoint kept at iteration {prog['iteration']} ({min(prog['env_steps']):,.0f} env steps)"
+
+
+def _failed(run_dir: Path, err: OSError, created: bool) -> str:
+    """The one line for an ``OSError`` while training: the file, what is kept, how to go on."""
+    from scg.algorithms.run_files import CONFIG
+
+    what = f"{err.filename or run_dir}: {err.strerror or err}"
+    fix = "free some space" if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) else "fix that"
+    kept = _kept(run_dir)
+    if kept is None and not (run_dir / CONFIG).is_file():
+        if created:
+            try:
+                run_dir.rmdir()  # nothing of the run was written: leave no empty folder behind
+            except OSError:
+                pass
+        return f"{what}; nothing was written; {fix} and run the command again"
+    kept = kept or f"nothing trained yet, {run_dir / CONFIG} kept"
+    return f"{what}; {kept}; {fix} and resume with: scg train --resume {run_dir}"
 
 
 def _train(args: argparse.Namespace) -> int:
     from scg.algorithms import driver
-    from scg.algorithms.run_files import CONFIG, CURVE, METRICS, PARAMS, write_json
+    from scg.algorithms.config import ConfigError
+    from scg.algorithms.run_files import CONFIG, CURVE, METRICS, PARAMS, RunError
 
     try:  # every check, before anything is written
         run_dir, config = _resumed_run(args) if args.resume else _new_run(args)
-    except ValueError as err:  # scg.algorithms.config.ConfigError among them
+    except ValueError as err:  # ConfigError and RunError among them
         return _fail("scg train", str(err))
-    run_dir.mkdir(parents=True, exist_ok=bool(args.resume))  # only now is anything written
-    write_json(run_dir / CONFIG, config)  # on --resume, --steps may have grown
-    print(f"{'resuming' if args.resume else 'training'} {config['algo']} on {config['env']}: "
-          f"{config['seeds']} seed(s), {config['steps']:,} env steps -> {run_dir}")
-    result = driver.train(run_dir, config, resume=bool(args.resume), progress=not args.quiet)
+    if not args.resume:
+        try:
+            run_dir.mkdir(parents=True)  # not exist_ok: of two runs given one name at once, one gets it
+        except FileExistsError:
+            return _fail("scg train", _collision(run_dir))
+        except OSError as err:
+            return _fail("scg train", f"--runs-dir {args.runs_dir}: cannot create {run_dir}: {err.strerror}; "
+                                      "pass a --runs-dir you can write to", _os_code(err))
+
+    def announce(prog):
+        where = f" from iteration {prog['iteration']:,}" if prog["iteration"] else ""
+        print(f"{'resuming' if args.resume else 'training'} {config['algo']} on {config['env']}{where}: "
+              f"{config['seeds']} seed(s), {_plan(config)} -> {run_dir}", flush=True)
+
+    try:
+        result = driver.train(run_dir, config, resume=bool(args.resume), progress=not args.quiet, on_start=announce)
+    except (ConfigError, RunError) as err:  # raised before anything was written
+        if not args.resume:
+            try:
+                run_dir.rmdir()  # the folder made above, if still empty
+            except OSError:
+                pass
+        return _fail("scg train", str(err))
+    except OSError as err:
+        return _fail("scg train", _failed(run_dir, err, created=not args.resume), _os_code(err))
     steps = min(result["env_steps"])
     if result["interrupted"]:
-        print(f"interrupted: metrics and checkpoint kept at iteration {result['iteration']} ({steps:,.0f} env steps) "
-              f"in {run_dir}\nresume with: scg train --resume {run_dir}")
+        if result["checkpoint"]:
+            print(f"interrupted: metrics and checkpoint kept at iteration {result['iteration']} "
+                  f"({steps:,.0f} env steps) in {run_dir}")
+        else:
+            print(f"interrupted before the first checkpoint: nothing trained yet, {run_dir / CONFIG} kept")
+        print(f"resume with: scg train --resume {run_dir}")
         return 130
     final = [r for r in result["final_mean_return"] if r is not None]
     per_seed = ", ".join(f"{r:.1f}" for r in final)
     print("final mean return (last 20 episodes): "
           + (f"{sum(final) / len(final):.1f} (per seed: {per_seed})" if final else "no episode finished"))
     files = ", ".join(str(run_dir / f) for f in (CONFIG, METRICS, PARAMS, CURVE))
-    print(f"{steps:,.0f} env steps, {result['iteration']} iterations, {result['wall_time']:.1f} s; wrote {files}")
+    n = result["iteration"]
+    print(f"{steps:,.0f} env steps, {n} iteration{'s' * (n != 1)}, {result['wall_time']:.1f} s; wrote {files}")
     return 0
 
 
@@ -140,13 +254,29 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from scg.algorithms.metrics_log import read_metrics
     from scg.algorithms.plots import plot_runs
-    from scg.algorithms.run_files import CONFIG, METRICS
+    from scg.algorithms.run_files import CONFIG, METRICS, RunError, read_config
 
     for run_dir in map(Path, args.runs):
         if not (run_dir / CONFIG).is_file() or not (run_dir / METRICS).is_file():
             return _fail("scg plot", f"{run_dir} is not a run directory (needs {CONFIG} and {METRICS})")
-    out = plot_runs(args.runs, args.output)
+        try:
+            read_config(run_dir)
+        except RunError as err:
+            return _fail("scg plot", str(err))
+        if not read_metrics(run_dir):
+            return _fail("scg plot", f"{run_dir / METRICS} has no complete metrics line (it is empty or not "
+                                     "metrics); plot runs that have trained at least one chunk")
+    out = Path(args.output)
+    if out.is_dir():
+        return _fail("scg plot", f"-o {out} is a folder; give a file name, e.g. -o {out / 'comparison.png'}")
+    try:
+        plot_runs(args.runs, out)
+    except OSError as err:
+        code = _os_code(err)
+        fix = "choose another -o" if code == 2 else "free some space and run it again"
+        return _fail("scg plot", f"-o {out}: cannot write {err.filename or out}: {err.strerror or err}; {fix}", code)
     print(f"wrote {out}")
     return 0
 
@@ -188,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--algo", help=f"algorithm (scg list; default {d['algo']})")
     train.add_argument("--env", help=f"environment (scg list; default {d['env']})")
     train.add_argument("--seeds", type=int, help=f"seeds, trained in parallel with vmap (default {d['seeds']})")
-    train.add_argument("--steps", type=int, help=f"env steps per seed, up to whole iterations (default {d['steps']:,})")
+    train.add_argument("--steps", type=int, help="env steps per seed, rounded up to whole iterations (the first line "
+                       f"printed says how many iterations and steps that is; default {d['steps']:,})")
     train.add_argument("--seed", type=int, help="first seed; seed s trains from jax.random.key(s) (default 0)")
     train.add_argument("--chunk", type=int, help=f"iterations per jitted chunk (default {d['chunk']})")
     train.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE", help="algorithm config overrides")
@@ -219,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["train", *argv]  # the main job: `scg` alone trains the default
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:  # before training started (imports, checks) or outside it: nothing half-written
+        print(f"scg {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -11,11 +11,14 @@ fields carry the defaults, the types and the allowed values::
         hidden: tuple[int, ...] = (64, 64)
 
 Constructing one checks every field (``ReinforceConfig(num_envs=0)`` raises
-:class:`ConfigError` with a one-line message) and converts the lenient spellings
-JSON and the command line produce: an ``int`` where a ``float`` is declared, a
-list where a tuple is. :func:`resolve` is the one merge: the class's defaults,
-then each layer of overrides in order (a ``TUNED[env]`` entry, then the user's),
-where an unknown key is an error naming the allowed ones.
+:class:`ConfigError` with a one-line message naming the field, the value and what
+is allowed) and converts the lenient spellings JSON, the command line and NumPy
+produce: an ``int`` where a ``float`` is declared, a list where a tuple is, NumPy
+numbers. An ``int`` field takes no float (``2.0`` included), a ``bool`` field
+nothing but ``true``/``false``, and a ``float`` field no NaN or infinity.
+:func:`resolve` is the one merge: the class's defaults, then each layer of
+overrides in order (a ``TUNED[env]`` entry, then the user's), where an unknown
+key is an error naming the allowed ones.
 
 >>> import dataclasses
 >>> @dataclasses.dataclass(frozen=True)
@@ -28,11 +31,13 @@ where an unknown key is an error naming the allowed ones.
 ...     resolve(Demo, {"lr": "abc"})
 ... except ConfigError as err:
 ...     print(err)
-demo config: lr must be a float, got 'abc'
+demo config: lr must be a finite float, got 'abc'
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import types
 import typing
 from collections.abc import Mapping
@@ -115,10 +120,12 @@ def _describe(hint) -> str:
     if origin is Literal:
         return "one of " + ", ".join(map(repr, args))
     if origin is tuple:
-        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}"
+        plural = {int: "integers", float: "floats", bool: "booleans", str: "strings"}
+        return f"a list of {plural.get(args[0], _describe(args[0]).removeprefix('an ').removeprefix('a '))}"
     if hint is type(None):
         return "null"
-    return {int: "an integer", float: "a float", bool: "a boolean", str: "a string"}.get(hint, str(hint))
+    names = {int: "an integer", float: "a finite float", bool: "a boolean (true or false)", str: "a string"}
+    return names.get(hint, str(hint))
 
 
 def _convert(algo: str, name: str, hint, value):
@@ -154,11 +161,11 @@ def _convert(algo: str, name: str, hint, value):
             fail()
         return value
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             fail()
-        return value
+        return int(value)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             fail()
         return float(value)
     if hint is str:

@@ -5,13 +5,21 @@ iterations is one ``jit`` of a ``lax.scan`` (seeds ``vmap``-ed), so the host
 only sees the state between chunks, where it appends the metrics
 (:mod:`scg.algorithms.metrics_log`), writes the checkpoint
 (:mod:`scg.algorithms.checkpoint`) and moves the progress bar. The files are
-those of :mod:`scg.algorithms.run_files`.
+those of :mod:`scg.algorithms.run_files`; the process holds the run's lock
+(:class:`scg.algorithms.run_files.RunLock`) from before it writes the first
+file until it has written the last.
+
+Runs train whole iterations: ``steps`` is rounded up to the next whole
+iteration. Where the config fixes the env steps of an iteration
+(:func:`steps_per_iteration`), the first chunk is cut to what ``steps`` needs;
+otherwise (episodes of varying length) it is ``chunk`` iterations, and later
+chunks are cut by the steps per iteration the earlier ones measured.
 """
 from __future__ import annotations
 
 import functools
-import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -21,10 +29,12 @@ import numpy as np
 from scg.algorithms import checkpoint
 from scg.algorithms.config import Config
 from scg.algorithms.interrupt import DeferredInterrupt
-from scg.algorithms.metrics_log import metric_rows, read_metrics, truncate_metrics
+from scg.algorithms.metrics_log import append_rows, metric_rows, read_metrics, truncate_metrics
 from scg.algorithms.plots import plot_runs
 from scg.algorithms.run_config import algorithm_config, seed_keys, seed_list
-from scg.algorithms.run_files import CHECKPOINT, CURVE, METRICS, atomic_write
+from scg.algorithms.run_files import (
+    CHECKPOINT, CONFIG, CURVE, METRICS, RunError, RunLock, atomic_write, remove_stale_temporaries, write_json,
+)
 from scg.algorithms.train import make_train
 from scg.envs import registry
 
@@ -40,36 +50,90 @@ def compiled(config: dict):
     return _compiled(config["algo"], config["env"], algorithm_config(config))
 
 
-def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True, on_chunk=None) -> dict:
+def steps_per_iteration(config: dict) -> int | None:
+    """Env steps per seed of one iteration where the config fixes them, else ``None``.
+
+    The on-policy algorithms step ``num_envs`` environments for ``horizon`` steps per iteration; those whose
+    iterations are whole episodes (CEM, ES, TRPO with ``episodic``) have none.
+    """
+    c = config["algorithm_config"]
+    if isinstance(c.get("num_envs"), int) and isinstance(c.get("horizon"), int) and not c.get("episodic", False):
+        return c["num_envs"] * c["horizon"]
+    return None
+
+
+def resume_point(run_dir) -> dict | None:
+    """The progress of the checkpoint a resumed run continues from, or ``None`` when it has nothing to lose
+    (neither a checkpoint nor a line of metrics: it was stopped before its first checkpoint) and starts afresh.
+
+    Raises :class:`scg.algorithms.run_files.RunError` when metrics exist without a checkpoint, and
+    :class:`scg.algorithms.config.ConfigError` when the checkpoint is damaged; both name the file.
+    """
+    run_dir = Path(run_dir)
+    try:
+        return checkpoint.read_progress(run_dir)
+    except FileNotFoundError:
+        rows = read_metrics(run_dir)
+        if not rows:
+            return None
+        last = max(r["iteration"] for r in rows)
+        raise RunError(
+            f"{run_dir / CHECKPOINT} is missing, so {run_dir} cannot continue its {METRICS} (iteration {last}); "
+            f"restore {CHECKPOINT} from a copy of the run, or train a new run with another --name "
+            f"({METRICS} is left as it is)"
+        ) from None
+
+
+def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True, on_start=None, on_chunk=None) -> dict:
     """Train ``config`` (from :func:`scg.algorithms.run_config.resolve`) into ``run_dir`` chunk by chunk.
 
     With ``resume`` the state and progress come from ``checkpoint.npz`` and
-    ``metrics.jsonl`` is cut back to the checkpoint. Ctrl-C stops at the next
-    chunk boundary (twice: at once); a ``KeyboardInterrupt`` leaves on disk
-    what the last boundary wrote, and the summary says ``interrupted``.
-    ``on_chunk(progress)`` is called after each checkpoint. Returns a summary dict.
+    ``metrics.jsonl`` is cut back to the checkpoint; ``config.json`` is
+    (re)written only once the checkpoint has loaded. Ctrl-C, from the start
+    (compilation included), stops at the next chunk boundary (twice: at once);
+    a ``KeyboardInterrupt`` leaves on disk what the last boundary wrote, and
+    the summary says ``interrupted``. ``on_start(progress)`` is called once the
+    state is ready, ``on_chunk(progress)`` after each checkpoint. Before
+    anything is written it raises :class:`scg.algorithms.run_files.RunError`
+    (another process trains the run; metrics without a checkpoint) or
+    :class:`scg.algorithms.config.ConfigError` (a damaged checkpoint); an
+    ``OSError`` later (a full disk) names the file and leaves the last
+    checkpoint as it was. Returns a summary dict.
     """
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
-    init_all, run_all = compiled(config)
-    if resume and (run_dir / CHECKPOINT).exists():
-        state, prog = checkpoint.load(run_dir, jax.eval_shape(init_all, seed_keys(config)))
-        truncate_metrics(run_dir, prog["iteration"])
-    else:
-        state = checkpoint.strong_types(init_all(seed_keys(config)))
-        prog = {"iteration": 0, "env_steps": [0.0] * config["seeds"], "wall_time": 0.0, "steps_per_iteration": None}
-        atomic_write(run_dir / METRICS, lambda f: None)
-        checkpoint.save(run_dir, state, prog)
+    per_iter = steps_per_iteration(config)
+    prog = {"iteration": 0, "env_steps": [0.0] * config["seeds"], "wall_time": 0.0, "steps_per_iteration": per_iter}
     target, chunk = config["steps"], config["chunk"]
     done = lambda prog: min(min(prog["env_steps"]), target)  # noqa: E731  (the slowest seed sets the pace)
-    bar = tqdm(total=target, initial=int(done(prog)), unit="step", disable=not progress, desc=run_dir.name)
-    clock = time.perf_counter() - prog["wall_time"]  # wall time continues across resumed sessions
-    stop, interrupted = DeferredInterrupt(bar), False
-    try:
-        with stop, open(run_dir / METRICS, "a") as f:
+    stop = DeferredInterrupt(lambda text: tqdm.write(text, file=sys.stderr))
+    interrupted, saved, bar = False, False, None
+    with stop, RunLock(run_dir):
+        try:
+            remove_stale_temporaries(run_dir)
+            start = resume_point(run_dir) if resume else None
+            prog, saved = start or prog, start is not None
+            if start is None:
+                write_json(run_dir / CONFIG, config)  # first: a run stopped while compiling can be resumed
+            init_all, run_all = compiled(config)
+            if start is not None:
+                state, prog = checkpoint.load(run_dir, jax.eval_shape(init_all, seed_keys(config)))
+                write_json(run_dir / CONFIG, config)  # only now that the checkpoint loaded: --steps may have grown
+                truncate_metrics(run_dir, prog["iteration"])
+            else:
+                state = checkpoint.strong_types(init_all(seed_keys(config)))
+                atomic_write(run_dir / METRICS, lambda f: None)
+                checkpoint.save(run_dir, state, prog)
+                saved = True
+            if on_start is not None:
+                on_start(prog)
+            bar = tqdm(total=target, initial=int(done(prog)), unit="step", disable=not progress, desc=run_dir.name)
+            clock = time.perf_counter() - prog["wall_time"]  # wall time continues across resumed sessions
             while done(prog) < target:
-                per_iter = prog["steps_per_iteration"]  # unknown until the first chunk has run
+                if stop.stop_requested():
+                    raise KeyboardInterrupt
+                per_iter = prog["steps_per_iteration"] or per_iter  # unknown until a chunk ran, for some algorithms
                 n = min(chunk, math.ceil((target - done(prog)) / per_iter)) if per_iter else chunk
                 t0 = time.perf_counter() - clock
                 new_state, metrics = run_all(state, n)
@@ -78,13 +142,12 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                 rows, env_steps = metric_rows(
                     metrics, seed_list(config), prog["iteration"], np.asarray(prog["env_steps"]), t0, t1
                 )
-                f.write("".join(json.dumps(r) + "\n" for r in rows))
-                f.flush()
-                per_iter = float(np.max(metrics["env_steps"].sum(axis=1)) / n)
-                if per_iter <= 0:
+                append_rows(run_dir, rows)
+                measured = float(np.max(metrics["env_steps"].sum(axis=1)) / n)
+                if measured <= 0:
                     raise RuntimeError(f"{config['algo']} reported no environment steps in {n} iterations")
                 new_prog = {"iteration": prog["iteration"] + n, "env_steps": env_steps.tolist(), "wall_time": t1,
-                            "steps_per_iteration": per_iter}
+                            "steps_per_iteration": measured}
                 checkpoint.save(run_dir, new_state, new_prog)
                 bar.update(int(done(new_prog) - done(prog)))
                 state, prog = new_state, new_prog
@@ -94,17 +157,19 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                     bar.set_postfix(mean_return=f"{mean_return:.1f}")
                 if on_chunk is not None:
                     on_chunk(prog)
-                if stop.stop_requested():
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-    if not interrupted:
-        checkpoint.save_params(run_dir, state)
-    rows = read_metrics(run_dir)
-    if rows:
-        plot_runs([run_dir], run_dir / CURVE)
+            bar.close()
+            checkpoint.save_params(run_dir, state)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if bar is not None:
+                bar.close()
+        rows = read_metrics(run_dir)
+        if rows:  # interrupted too: the curve of what was kept
+            try:
+                plot_runs([run_dir], run_dir / CURVE)
+            except KeyboardInterrupt:
+                interrupted = True
     final = [r.get("mean_return") for r in rows if r["iteration"] == prog["iteration"]]
-    return {"run_dir": str(run_dir), "interrupted": interrupted, "iteration": prog["iteration"],
+    return {"run_dir": str(run_dir), "interrupted": interrupted, "checkpoint": saved, "iteration": prog["iteration"],
             "env_steps": prog["env_steps"], "wall_time": prog["wall_time"], "final_mean_return": final}

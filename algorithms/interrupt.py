@@ -1,4 +1,4 @@
-"""Ctrl-C during training: stop at the next chunk boundary, not inside a compiled call."""
+"""Ctrl-C during training: stop at the next chunk boundary, not inside a compiled call (nor inside a compilation)."""
 from __future__ import annotations
 
 import signal
@@ -10,19 +10,21 @@ class DeferredInterrupt:
     """While training, the first Ctrl-C asks to stop at the next chunk boundary (an interrupted XLA call can leave
     the process unable to exit cleanly); a second one raises ``KeyboardInterrupt`` at once.
 
-    A context manager; it installs its handler only over Python's default SIGINT handler on the main
-    thread (a custom or ignored SIGINT, e.g. under ``nohup``, is left as it is). ``bar.write`` (a tqdm
-    bar's) prints the notice.
+    A context manager, entered before anything is compiled, so that a Ctrl-C while XLA compiles waits for
+    the next boundary too. It installs its handler only over Python's default SIGINT handler on the main
+    thread (a custom or ignored SIGINT, e.g. under ``nohup``, is left as it is). ``write(text)`` prints
+    the notice (``tqdm.write``, so that a progress bar stays intact; default: to stderr).
     """
 
-    def __init__(self, bar):
-        self.bar, self.requested, self.previous = bar, False, None
+    def __init__(self, write=None):
+        self.write = write or (lambda text: print(text, file=sys.stderr))
+        self.requested, self.previous = False, None
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self.bar.write("stopping after this chunk (Ctrl-C again to stop now)", file=sys.stderr)
+        self.write("stopping after this chunk (Ctrl-C again to stop now)")
 
     def __enter__(self):
         main = threading.current_thread() is threading.main_thread()

@@ -10,18 +10,43 @@ import numpy as np
 from scg.algorithms.run_files import METRICS, atomic_write
 
 
+def _row(line: bytes) -> dict | None:
+    """A metrics line as a dict, or ``None`` for one that is not a complete, well-formed line."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(row, dict):
+        return None
+    ints = all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool) for k in ("iteration", "seed"))
+    steps = row.get("env_steps")
+    return row if ints and isinstance(steps, (int, float)) and not isinstance(steps, bool) else None
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
-    """The lines of ``metrics.jsonl``; a line cut short by a crash is skipped."""
+    """The lines of ``metrics.jsonl``; a line cut short by a crash, or any line that is not a metrics record
+    (a JSON object with integer ``iteration`` and ``seed`` and numeric ``env_steps``), is skipped."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return rows
+    rows = (_row(line) for line in path.read_bytes().splitlines())
+    return [r for r in rows if r is not None]
+
+
+def append_rows(run_dir: Path, rows: list[dict]) -> None:
+    """Append ``rows`` to ``metrics.jsonl``, unbuffered: on return they are the operating system's.
+
+    An ``OSError`` (a full disk) names the file; a line it cut short is skipped by :func:`read_metrics` and
+    removed by :func:`truncate_metrics` on resume.
+    """
+    path = Path(run_dir) / METRICS
+    data = memoryview("".join(json.dumps(r) + "\n" for r in rows).encode())
+    try:
+        with open(path, "ab", buffering=0) as f:
+            while data:
+                data = data[f.write(data):]
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 def _finite(x) -> float | None:

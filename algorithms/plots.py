@@ -1,13 +1,16 @@
 """Learning curves of runs: mean return vs environment steps, mean ± one standard deviation over seeds."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from scg.algorithms.metrics_log import read_metrics
-from scg.algorithms.run_files import CONFIG, atomic_write
+from scg.algorithms.run_files import atomic_write, read_config
+
+
+def _number(x) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan  # null: no episode yet
 
 
 def learning_curve(run_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -17,7 +20,7 @@ def learning_curve(run_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         by_iter.setdefault(r["iteration"], []).append(r)
     xs, means, stds = [], [], []
     for it in sorted(by_iter):
-        values = np.array([np.nan if r.get("mean_return") is None else r["mean_return"] for r in by_iter[it]])
+        values = np.array([_number(r.get("mean_return")) for r in by_iter[it]], dtype=np.float64)
         if np.all(np.isnan(values)):
             continue
         xs.append(np.mean([r["env_steps"] for r in by_iter[it]]))
@@ -27,14 +30,17 @@ def learning_curve(run_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def plot_runs(run_dirs, out, title: str | None = None) -> Path:
-    """One figure: for each run, mean return vs environment steps, shaded ± one standard deviation over seeds."""
+    """One figure: for each run, mean return vs environment steps, shaded ± one standard deviation over seeds.
+
+    Written atomically to ``out`` (its folder created); an ``OSError`` names ``out``.
+    """
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, works headless
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     envs = set()
     for run_dir in map(Path, run_dirs):
-        config = json.loads((run_dir / CONFIG).read_text())
+        config = read_config(run_dir)
         envs.add(config["env"])
         x, mean, std = learning_curve(run_dir)
         label = f"{run_dir.name} ({config['algo']}, {config['seeds']} seed{'s' * (config['seeds'] > 1)})"

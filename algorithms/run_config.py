@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import platform
 from importlib import metadata
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 from scg.algorithms.base import ALGORITHMS
 from scg.algorithms.config import Config, ConfigError
+from scg.algorithms.run_files import CONFIG, read_config
 from scg.envs import registry
 
 
@@ -59,6 +61,19 @@ def resolve(
         "algorithm_config": spec.configure(env, overrides).to_dict(),
         "versions": _versions(),
     }
+
+
+def load(run_dir) -> dict:
+    """A run's recorded configuration, checked as :func:`resolve` checks a new one (its algorithm still registered,
+    its ``algorithm_config`` still valid); raises :class:`ConfigError` or
+    :class:`scg.algorithms.run_files.RunError` naming ``config.json``."""
+    config = read_config(run_dir)
+    try:
+        resolve(config["algo"], config["env"], seeds=config["seeds"], steps=config["steps"], seed=config["seed"],
+                chunk=config["chunk"], overrides=config["algorithm_config"])
+    except ConfigError as err:
+        raise ConfigError(f"{Path(run_dir) / CONFIG}: {err}; restore it from a copy of the run") from None
+    return config
 
 
 def algorithm_config(config: dict) -> Config:

@@ -5,6 +5,7 @@ import jax
 import numpy as np
 
 from scg.algorithms.base import ALGORITHMS
+from scg.algorithms.config import ConfigError
 
 
 def make_train(algo_name: str, env, env_params, config=None):
@@ -13,8 +14,11 @@ def make_train(algo_name: str, env, env_params, config=None):
     ``config`` is the algorithm's config object or a dict of overrides of its defaults (``make``'s
     argument: :mod:`scg.algorithms.base`). ``keys`` has one key per seed; states and metrics carry a leading seed axis
     (metrics: ``[seeds, iterations]`` per name). ``run`` is jitted with the
-    number of iterations static: progress and checkpoints happen between chunks.
+    number of iterations static: progress and checkpoints happen between chunks. An unknown algorithm, or a
+    config with an unknown key or an invalid value, raises :class:`scg.algorithms.config.ConfigError`.
     """
+    if algo_name not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {algo_name!r}; choose from: {', '.join(sorted(ALGORITHMS))}")
     algo = ALGORITHMS[algo_name]
     init, update = algo.make(env, env_params, config)  # update(state, batch=None): the batch is sampled in the graph
 

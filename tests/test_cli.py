@@ -13,19 +13,8 @@ from scg.algorithms import ALGORITHMS, Algorithm, checkpoint, cli, driver, run_c
 from scg.algorithms.config import Config
 from scg.algorithms.metrics_log import read_metrics
 from scg.algorithms.run_files import CONFIG, write_json
+from support import STEPS_PER_ITER, TINY, metric_table, train
 
-TINY = ["--config", "num_envs=2", "horizon=16", "hidden=[8]", "value_epochs=2", "--seeds", "2", "--chunk", "1"]
-TINY += ["--quiet"]
-STEPS_PER_ITER = 2 * 16
-
-
-def train(runs_dir, name, steps=2 * STEPS_PER_ITER, *extra):
-    return cli.main(["train", "--runs-dir", str(runs_dir), "--name", name, "--steps", str(steps), *TINY, *extra])
-
-
-def metric_table(run_dir):
-    """Metrics without wall time, ordered, for exact comparison of two runs."""
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
 
 
 @pytest.fixture(scope="module")
