@@ -367,8 +367,9 @@ def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = Non
 # A flat graph is unrolled into one XLA computation, whose compile time grows faster than the graph. First call
 # of grad (trace, lower, XLA compile) on a chain x_i ~ p(. | x_{i-1}) with one cost per node, on 2 shared CPU
 # cores (XLA:CPU, jax 0.10), for 10 / 25 / 50 / 100 drawing nodes: Normal (pathwise) 1.7 / 3.1 / 6.8 / 20 s,
-# Bernoulli (score) 2.5 / 7.7 / 9.0 / 15 s; on a more loaded machine 7 s at 10 and ~97 s at 100. A Temporal
-# compiles its step once (lax.scan), whatever the horizon.
+# Bernoulli (score) 2.5 / 7.7 / 9.0 / 15 s; on a more loaded machine 7 s at 10 and ~97 s at 100. XLA's compile
+# alone of bench_compiler's chain (bench/results/compiler.json): 4 s at 98 nodes, 21 s at 298, 368 s at 998,
+# growing as n^1.9. A Temporal compiles its step once (lax.scan), whatever the horizon.
 SLOW_COMPILE_DRAWS = 100
 
 
@@ -379,8 +380,8 @@ def _warn_if_slow_to_compile(analysis, name: str) -> None:
     if draws >= SLOW_COMPILE_DRAWS:
         warnings.warn(
             f"graph {name!r} has {draws} nodes that draw (stochastic, simulate, expectation) in one flat graph, "
-            f"all unrolled into one XLA computation: its first call will compile for tens of seconds to minutes "
-            f"(a chain of 100 took 15-97 s on 2 CPU cores, growing faster than the graph). If it repeats one "
+            f"all unrolled into one XLA computation: its first call may compile for tens of seconds, and the time "
+            f"grows as about the square of the graph (on 2 CPU cores: 15-97 s at 100, about 6 minutes at 1,000). If it repeats one "
             f"step, declare the step once as a scg.Graph and compile scg.Temporal(step, carry=..., horizon=T), "
             f"which runs as a lax.scan and compiles one step whatever T",
             CompileTimeWarning,
