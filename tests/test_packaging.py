@@ -69,6 +69,15 @@ def test_no_top_level_envs_or_algorithms_module(tmp_path):
     assert out.stdout.split() == ["None", "None"]
 
 
+def test_python_dash_m_scg_is_the_scg_command(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "scg", "list"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("algorithms (action kinds):") and "CartPole-v1" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "scg", "train", "--seeds", "0"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
@@ -92,7 +101,7 @@ def test_wheel_installs_only_the_scg_package(wheel):
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"scg"}
     for module in ("scg/algorithms/cli.py", "scg/envs/registry.py", "scg/envs/classic_control/cartpole.py",
-                   "scg/_program/forward.py", "scg/testing/oracle.py"):
+                   "scg/_program/forward.py", "scg/testing/oracle.py", "scg/__main__.py", "scg/py.typed"):
         assert module in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "scg = scg.algorithms.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
