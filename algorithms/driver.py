@@ -50,6 +50,32 @@ def compiled(config: dict):
     return _compiled(config["algo"], config["env"], algorithm_config(config))
 
 
+def _progress_bar(tqdm, total: int, initial: int, desc: str, enabled: bool):
+    """tqdm's bar on a terminal; elsewhere (a log file, a pipe, CI) one line per chunk instead of carriage returns."""
+    if not enabled or sys.stderr.isatty():
+        return tqdm(total=total, initial=initial, unit="step", disable=not enabled, desc=desc)
+    return _LinePerChunk(total, initial, desc)
+
+
+class _LinePerChunk:
+    """The part of tqdm's interface :func:`train` uses, printing ``desc: n / total env steps (p%), postfix, s``."""
+
+    def __init__(self, total: int, initial: int, desc: str):
+        self.total, self.n, self.desc, self.postfix, self.start = total, initial, desc, "", time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.n += n
+        elapsed = time.perf_counter() - self.start
+        print(f"{self.desc}: {self.n:,} / {self.total:,} env steps ({100 * self.n / max(self.total, 1):.0f}%)"
+              f"{self.postfix}, {elapsed:.1f} s", file=sys.stderr, flush=True)
+
+    def set_postfix(self, **values) -> None:  # shown with the next chunk's line
+        self.postfix = "".join(f", {k} {v}" for k, v in values.items())
+
+    def close(self) -> None:
+        pass
+
+
 def steps_per_iteration(config: dict) -> int | None:
     """Env steps per seed of one iteration where the config fixes them, else ``None``.
 
@@ -128,7 +154,7 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                 saved = True
             if on_start is not None:
                 on_start(prog)
-            bar = tqdm(total=target, initial=int(done(prog)), unit="step", disable=not progress, desc=run_dir.name)
+            bar = _progress_bar(tqdm, target, int(done(prog)), run_dir.name, progress)
             clock = time.perf_counter() - prog["wall_time"]  # wall time continues across resumed sessions
             while done(prog) < target:
                 if stop.stop_requested():
@@ -149,12 +175,12 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                 new_prog = {"iteration": prog["iteration"] + n, "env_steps": env_steps.tolist(), "wall_time": t1,
                             "steps_per_iteration": measured}
                 checkpoint.save(run_dir, new_state, new_prog)
-                bar.update(int(done(new_prog) - done(prog)))
-                state, prog = new_state, new_prog
                 with np.errstate(all="ignore"):
                     mean_return = float(np.nanmean(metrics.get("mean_return", np.full((1, 1), np.nan))[:, -1]))
                 if math.isfinite(mean_return):
                     bar.set_postfix(mean_return=f"{mean_return:.1f}")
+                bar.update(int(done(new_prog) - done(prog)))
+                state, prog = new_state, new_prog
                 if on_chunk is not None:
                     on_chunk(prog)
             bar.close()

@@ -51,6 +51,18 @@ def test_train_writes_the_run_folder(tiny_run):
     assert (tiny_run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_progress_off_a_terminal_is_one_line_per_chunk(tmp_path, capsys):
+    """stderr is not a terminal here (a log file, CI): no carriage returns, one line per chunk of one iteration."""
+    loud = [a for a in TINY if a != "--quiet"]
+    argv = ["train", "--runs-dir", str(tmp_path), "--name", "loud", "--steps", str(2 * STEPS_PER_ITER), *loud]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert [line.split(" env steps")[0] for line in lines] == ["loud: 32 / 64", "loud: 64 / 64"], err
+    assert all("mean_return" in line or "(50%)" in line for line in lines), err
+
+
 def test_no_arguments_means_train_with_defaults(monkeypatch):
     seen = {}
     monkeypatch.setattr(cli, "_train", lambda args: seen.setdefault("args", args) and 0)
