@@ -46,7 +46,14 @@ class ReinforceConfig(Config):
 # its 500-step episodes): the gradient is then pure noise, which Adam turns into full-size steps, and the
 # policy collapses before it finds the goal unless an entropy bonus keeps it exploring; more, shorter
 # batches (more updates per step) find the goal sooner.
-TUNED = {"Acrobot-v1": dict(num_envs=16, horizon=25, entropy_bonus=0.1)}
+# CartPole-v1 (the main job, `scg` with no arguments): at the default policy_lr 0.01 one seed in four of the
+# default run ended collapsed (final returns 500 / 148 / 500 / 500) and 16 seeds ended as low as 475; at 0.005
+# every seed of 5 default runs (first seeds 0, 4, 8, 12, 16: 20 seeds) and of one 16-seed run ended >= 496.6,
+# in the same wall time (the step size changes no computation).
+TUNED = {
+    "Acrobot-v1": dict(num_envs=16, horizon=25, entropy_bonus=0.1),
+    "CartPole-v1": dict(policy_lr=0.005),
+}
 
 
 class TrainState(NamedTuple):

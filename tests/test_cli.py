@@ -38,7 +38,7 @@ def test_train_writes_the_run_folder(tiny_run):
     config = json.loads((tiny_run / "config.json").read_text())
     assert (config["algo"], config["env"], config["seeds"], config["steps"]) == ("reinforce", "CartPole-v1", 2, 64)
     assert config["algorithm_config"]["horizon"] == 16 and config["algorithm_config"]["hidden"] == [8]
-    assert config["algorithm_config"]["policy_lr"] == ALGORITHMS["reinforce"].config().policy_lr
+    assert config["algorithm_config"]["policy_lr"] == ALGORITHMS["reinforce"].tuned["CartPole-v1"]["policy_lr"]
     assert config["versions"]["jax"]
     rows = read_metrics(tiny_run)
     expected = [(1, 0, 32), (1, 1, 32), (2, 0, 64), (2, 1, 64)]  # (iteration, seed, cumulative env steps)
