@@ -44,19 +44,26 @@ def hand_flat(params, record):
     return jnp.mean(cost(x, y))
 
 
+def _replay_equals_the_record(est, inputs, drawn, checked, hand, other_key):
+    """Observing ``drawn`` of a sample reproduces the ``checked`` values under another key, and the gradient
+    equals the sampled one and ``jax.grad`` of the hand-written objective; returns ``(record, observed)``."""
+    record = est.sample(inputs, KEY, num_samples=N)
+    observed = {n: record[n] for n in drawn}
+    again = est.sample(inputs, other_key, num_samples=N, observed=observed)
+    for n in checked:
+        np.testing.assert_allclose(again[n], record[n], atol=1e-6, rtol=0)
+    sampled = est.grad(inputs, KEY, num_samples=N)
+    replayed = est.grad(inputs, other_key, num_samples=N, observed=observed)
+    by_hand = jax.grad(hand)(inputs, record)
+    for n in inputs:
+        np.testing.assert_allclose(replayed[n], sampled[n], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(replayed[n], by_hand[n], rtol=1e-5, atol=1e-6)
+    return record, observed
+
+
 def test_observed_values_equal_the_record_and_gradients_equal_the_sampled_ones():
     est = scg.compile(flat_graph())
-    record = est.sample(INPUTS, KEY, num_samples=N)
-    observed = {"x": record["x"], "y": record["y"]}
-    again = est.sample(INPUTS, jax.random.key(99), num_samples=N, observed=observed)
-    for n in ("x", "y", "f"):
-        np.testing.assert_allclose(again[n], record[n], atol=1e-6, rtol=0)
-    sampled = est.grad(INPUTS, KEY, num_samples=N)
-    replayed = est.grad(INPUTS, jax.random.key(99), num_samples=N, observed=observed)
-    hand = jax.grad(hand_flat)(INPUTS, record)
-    for n in INPUTS:
-        np.testing.assert_allclose(replayed[n], sampled[n], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(replayed[n], hand[n], rtol=1e-5, atol=1e-6)
+    _replay_equals_the_record(est, INPUTS, ("x", "y"), ("x", "y", "f"), hand_flat, jax.random.key(99))
 
 
 def test_a_record_from_other_parameters_is_differentiated_at_its_inferred_noise():
@@ -109,18 +116,10 @@ def hand_temporal(params, record):
 
 def test_temporal_observed_pathwise_nodes():
     est = scg.compile(temporal())
-    record = est.sample(T_INPUTS, KEY, num_samples=N)
+    record, observed = _replay_equals_the_record(
+        est, T_INPUTS, ("a", "s_next"), ("a", "s_next", "c"), hand_temporal, jax.random.key(7)
+    )
     assert record["a"].shape == (N, T)
-    observed = {"a": record["a"], "s_next": record["s_next"]}
-    again = est.sample(T_INPUTS, jax.random.key(7), num_samples=N, observed=observed)
-    for n in ("a", "s_next", "c"):
-        np.testing.assert_allclose(again[n], record[n], atol=1e-6, rtol=0)
-    sampled = est.grad(T_INPUTS, KEY, num_samples=N)
-    replayed = est.grad(T_INPUTS, jax.random.key(7), num_samples=N, observed=observed)
-    hand = jax.grad(hand_temporal)(T_INPUTS, record)
-    for n in T_INPUTS:
-        np.testing.assert_allclose(replayed[n], sampled[n], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(replayed[n], hand[n], rtol=1e-5, atol=1e-6)
     new = {"w": jnp.array(0.4), "log_sigma": jnp.array(-0.5), "s": jnp.array(0.7)}
     got = est.grad(new, KEY, num_samples=N, observed=observed)
     hand = jax.grad(hand_temporal)(new, record)
