@@ -1,5 +1,6 @@
 """Reinforcement-learning algorithms as stochastic computation graphs plus optimizers."""
 from scg.algorithms import a2c
+from scg.algorithms import ddpg
 from scg.algorithms import ppo
 from scg.algorithms import reinforce
 from scg.algorithms import trpo

@@ -36,6 +36,7 @@ class Algorithm(NamedTuple):
     config: type[Config]  # its frozen config class, whose fields are the defaults
     make: Callable  # (env, env_params, config) -> (init, update)
     tuned: dict = {}  # env name -> config overrides the learning checks use and `scg train` applies (TUNED)
+    make_learner: Callable | None = None  # off-policy algorithms: (env, env_params, config) -> offpolicy.Learner
 
     def configure(self, env_name: str | None = None, overrides=None) -> Config:
         """The config a run uses: defaults, then ``tuned[env_name]``, then ``overrides`` (:func:`scg.algorithms.config.resolve`)."""

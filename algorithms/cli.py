@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULTS = dict(algo="reinforce", env="CartPole-v1", seeds=4, steps=160_000, seed=0, chunk=5)
+DEFAULTS = dict(algo="reinforce", env="CartPole-v1", seeds=4, steps=160_000, seed=0, chunk=None)
 # errors of a path the user gave (exit 2); any other OSError (a full disk, an I/O error) is a failure (exit 1)
 _PATH_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENOENT, errno.EEXIST,
                 errno.ENAMETOOLONG}
@@ -321,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="env steps per seed, rounded up to whole iterations (the first line "
                        f"printed says how many iterations and steps that is; default {d['steps']:,})")
     train.add_argument("--seed", type=int, help="first seed; seed s trains from jax.random.key(s) (default 0)")
-    train.add_argument("--chunk", type=int, help=f"iterations per jitted chunk (default {d['chunk']})")
+    train.add_argument("--chunk", type=int, help="iterations per jitted chunk, where progress "
+                       "and checkpoints happen (default 5, or more to hold at least 1,000 env steps per seed)")
     train.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE", help="algorithm config overrides")
     train.add_argument("--name", help="run folder name (default <algo>-<env>-<timestamp>)")
     train.add_argument("--runs-dir", default="runs", help="where run folders go (default runs/)")

@@ -31,6 +31,7 @@ from scg.algorithms.config import Config
 from scg.algorithms.interrupt import DeferredInterrupt
 from scg.algorithms.metrics_log import append_rows, metric_rows, read_metrics, truncate_metrics
 from scg.algorithms.plots import plot_runs
+from scg.algorithms import run_config
 from scg.algorithms.run_config import algorithm_config, seed_keys, seed_list
 from scg.algorithms.run_files import (
     CHECKPOINT, CONFIG, CURVE, METRICS, RunError, RunLock, atomic_write, remove_stale_temporaries, write_json,
@@ -77,15 +78,9 @@ class _LinePerChunk:
 
 
 def steps_per_iteration(config: dict) -> int | None:
-    """Env steps per seed of one iteration where the config fixes them, else ``None``.
-
-    The on-policy algorithms step ``num_envs`` environments for ``horizon`` steps per iteration; those whose
-    iterations are whole episodes (CEM, ES, TRPO with ``episodic``) have none.
-    """
-    c = config["algorithm_config"]
-    if isinstance(c.get("num_envs"), int) and isinstance(c.get("horizon"), int) and not c.get("episodic", False):
-        return c["num_envs"] * c["horizon"]
-    return None
+    """Env steps per seed of one iteration of a run's ``config`` where it fixes them, else ``None``
+    (:func:`scg.algorithms.run_config.steps_per_iteration`)."""
+    return run_config.steps_per_iteration(config["algorithm_config"])
 
 
 def resume_point(run_dir) -> dict | None:

@@ -6,6 +6,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from scg.envs.spaces import Box, Discrete
 from scg import dist
@@ -21,10 +22,14 @@ def mlp_init(key: jax.Array, sizes: Sequence[int], *, last_scale: float = 1.0) -
     return params
 
 
-def mlp_apply(params: list[dict], x: jax.Array) -> jax.Array:
-    """``tanh`` hidden layers, linear output; ``x`` is one example (rank 1)."""
+ACTIVATIONS: dict[str, Callable] = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+def mlp_apply(params: list[dict], x: jax.Array, activation: str = "tanh") -> jax.Array:
+    """``activation`` (``"tanh"`` or ``"relu"``) hidden layers, linear output; ``x`` is one example (rank 1)."""
+    act = ACTIVATIONS[activation]
     for layer in params[:-1]:
-        x = jnp.tanh(x @ layer["w"] + layer["b"])
+        x = act(x @ layer["w"] + layer["b"])
     return x @ params[-1]["w"] + params[-1]["b"]
 
 
@@ -76,3 +81,77 @@ def make_value(obs_space: Box, hidden: Sequence[int] = (64, 64)) -> ValueFn:
         lambda key: mlp_init(key, sizes, last_scale=1.0),
         lambda params, obs: mlp_apply(params, jnp.ravel(obs).astype(jnp.float32))[0],
     )
+
+
+def _activation(activation: str) -> str:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    return activation
+
+
+class Actor(NamedTuple):
+    """A deterministic actor ``a = μ_θ(s)`` in the action box: ``init(key) -> params``, ``apply(params, obs) -> action``."""
+
+    init: Callable
+    apply: Callable
+
+
+def action_scale(action_space: Box) -> tuple[jax.Array, jax.Array]:
+    """Centre and half-width of a bounded Box (``low + (high - low)(tanh(x) + 1)/2`` maps ℝ onto it)."""
+    low, high = action_space.low_array, action_space.high_array
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError(f"a squashed actor needs a bounded action box, got low={low}, high={high}")
+    return jnp.asarray((high + low) / 2, jnp.float32), jnp.asarray((high - low) / 2, jnp.float32)
+
+
+def make_actor(obs_space: Box, action_space: Box, hidden: Sequence[int] = (256, 256), *, activation: str = "relu",
+               init_action=None) -> Actor:
+    """``μ_θ(s) = c + h · tanh(MLP_θ(s))``, inside the Box ``[c - h, c + h]`` (Lillicrap et al. 2016, §7).
+
+    ``init_action`` (a scalar or an action-shaped array strictly inside the box) sets the output bias
+    so that the actor starts near that action for every state (the last layer is initialised small);
+    ``None`` starts near the centre.
+    """
+    if not isinstance(action_space, Box):
+        raise ValueError(f"a deterministic actor needs a continuous (Box) action space, got {action_space}")
+    activation = _activation(activation)
+    centre, half = action_scale(action_space)
+    obs_dim, act_dim = math.prod(obs_space.shape), math.prod(action_space.shape)
+    sizes = [obs_dim, *hidden, act_dim]
+    bias = None
+    if init_action is not None:
+        u = (np.broadcast_to(np.asarray(init_action, np.float64), action_space.shape) - np.asarray(centre)) / np.asarray(half)
+        if not np.all(np.abs(u) < 1):
+            raise ValueError(f"init_action {init_action} must lie strictly inside the action box")
+        bias = jnp.asarray(np.arctanh(u).reshape(-1), jnp.float32)
+
+    def init(key):
+        params = mlp_init(key, sizes, last_scale=0.01)
+        if bias is not None:
+            params[-1]["b"] = bias
+        return params
+
+    def apply(params, obs):
+        x = mlp_apply(params, jnp.ravel(obs).astype(jnp.float32), activation)
+        return centre + half * jnp.tanh(x.reshape(action_space.shape))
+
+    return Actor(init, apply)
+
+
+class QFn(NamedTuple):
+    """An action-value network ``Q_φ(s, a)``: ``init(key) -> params``, ``apply(params, obs, action) -> scalar``."""
+
+    init: Callable
+    apply: Callable
+
+
+def make_q(obs_space: Box, action_space: Box, hidden: Sequence[int] = (256, 256), *, activation: str = "relu") -> QFn:
+    """``Q_φ(s, a)``: an MLP on the concatenation ``[s, a]``, scalar output."""
+    activation = _activation(activation)
+    sizes = [math.prod(obs_space.shape) + math.prod(action_space.shape), *hidden, 1]
+
+    def apply(params, obs, action):
+        x = jnp.concatenate([jnp.ravel(obs).astype(jnp.float32), jnp.ravel(action).astype(jnp.float32)])
+        return mlp_apply(params, x, activation)[0]
+
+    return QFn(lambda key: mlp_init(key, sizes, last_scale=1.0), apply)

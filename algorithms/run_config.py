@@ -31,10 +31,38 @@ def env_action_kind(env_name: str) -> str:
     return action_kind(env.action_space(params))
 
 
+CHUNK_ITERATIONS = 5  # iterations per jitted chunk by default ...
+CHUNK_MIN_STEPS = 1_000  # ... or more, so that a chunk holds at least this many env steps per seed (off-policy: 1/iteration)
+
+
+def steps_per_iteration(algorithm_config: dict) -> int | None:
+    """Env steps per seed of one iteration where the config fixes them, else ``None``.
+
+    The on- and off-policy algorithms step ``num_envs`` environments for ``horizon`` steps per iteration; those
+    whose iterations are whole episodes (CEM, ES, TRPO with ``episodic``) have none.
+    """
+    c = algorithm_config
+    if isinstance(c.get("num_envs"), int) and isinstance(c.get("horizon"), int) and not c.get("episodic", False):
+        return c["num_envs"] * c["horizon"]
+    return None
+
+
+def default_chunk(algorithm_config: dict) -> int:
+    """``CHUNK_ITERATIONS``, or more where iterations are short: at least ``CHUNK_MIN_STEPS`` env steps a chunk."""
+    per_iter = steps_per_iteration(algorithm_config)
+    if per_iter is None:
+        return CHUNK_ITERATIONS
+    return max(CHUNK_ITERATIONS, -(-CHUNK_MIN_STEPS // per_iter))
+
+
 def resolve(
-    algo: str, env: str, *, seeds: int, steps: int, seed: int = 0, chunk: int = 5, overrides: dict | None = None
+    algo: str, env: str, *, seeds: int, steps: int, seed: int = 0, chunk: int | None = None,
+    overrides: dict | None = None,
 ) -> dict:
-    """Check the options and return the full configuration of a run; raises :class:`ConfigError` (one line)."""
+    """Check the options and return the full configuration of a run; raises :class:`ConfigError` (one line).
+
+    ``chunk=None`` takes :func:`default_chunk` of the algorithm's config.
+    """
     if algo not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algo!r}; choose from: {', '.join(sorted(ALGORITHMS))}")
     if env not in registry.list_envs():
@@ -48,8 +76,11 @@ def resolve(
             f"choose an environment from: {', '.join(fits)}"
         )
     for name, value in (("steps", steps), ("seeds", seeds), ("chunk", chunk)):
+        if name == "chunk" and value is None:
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+    algorithm_config = spec.configure(env, overrides).to_dict()
     return {
         "algo": algo,
         "env": env,
@@ -57,8 +88,8 @@ def resolve(
         "seed": seed,
         "seeds": seeds,
         "steps": steps,
-        "chunk": chunk,
-        "algorithm_config": spec.configure(env, overrides).to_dict(),
+        "chunk": default_chunk(algorithm_config) if chunk is None else chunk,
+        "algorithm_config": algorithm_config,
         "versions": _versions(),
     }
 

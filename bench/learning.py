@@ -6,7 +6,9 @@ Criteria (each over 5 seeds, passed when at least 4 reach the threshold):
 - Acrobot-v1 (our JAX port): REINFORCE and A2C reach ≥ -100 within 300k env steps;
 - gymnasium's own CartPole-v1 stepped on the host (``scg.algorithms.host``): REINFORCE, ≥ 475 within 300k;
 - GAE-TRPO (issue 5): ≥ 475 on CartPole-v1 within 300k env steps, ≥ -250 on Pendulum-v1 within 2M;
-- PPO (issue 5, clipped surrogate): ≥ 475 on CartPole-v1 within 300k env steps, ≥ -250 on Pendulum-v1 within 1M.
+- PPO (issue 5, clipped surrogate): ≥ 475 on CartPole-v1 within 300k env steps, ≥ -250 on Pendulum-v1 within 1M;
+- the off-policy learners (issue 12) on Pendulum-v1: DDPG, SVG(0) and Smoothie ≥ -200 within 50k env steps,
+  SVG(1) within 100k.
 
 "Reach R within N steps": at some iteration whose cumulative ``env_steps`` is
 ≤ N, the ``mean_return`` metric (the mean of the last 20 finished episodes of
@@ -41,13 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _util import environment, write_json_atomic  # noqa: E402
 
-from scg.algorithms import ALGORITHMS, a2c, make_train, ppo, reinforce, trpo  # noqa: E402
+from scg.algorithms import ALGORITHMS, a2c, ddpg, make_train, ppo, reinforce, trpo  # noqa: E402
 from scg.algorithms.host import train as host_train  # noqa: E402
 from scg.algorithms.train import steps_to_reach  # noqa: E402
 from scg.envs.registry import make  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "learning.json"
-MODULES = {"reinforce": reinforce, "a2c": a2c, "trpo": trpo, "ppo": ppo}
+MODULES = {"reinforce": reinforce, "a2c": a2c, "trpo": trpo, "ppo": ppo, "ddpg": ddpg}
 
 
 def _check(name, algo, env, threshold, *, collector="jax", max_steps=300_000, seeds=5, min_seeds=4):
@@ -67,6 +69,7 @@ CHECKS = {
         _check("trpo-pendulum", "trpo", "Pendulum-v1", -250.0, max_steps=2_000_000),
         _check("ppo-cartpole", "ppo", "CartPole-v1", 475.0),
         _check("ppo-pendulum", "ppo", "Pendulum-v1", -250.0, max_steps=1_000_000),
+        _check("ddpg-pendulum", "ddpg", "Pendulum-v1", -200.0, max_steps=50_000),
     )
 }
 

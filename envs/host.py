@@ -75,7 +75,11 @@ class HostEnv:
 
     def collect(self, policy_fn: HostPolicyFn, policy_params, key: jax.Array, num_steps: int) -> Trajectory:
         """Run ``num_steps`` steps of all ``N`` envs; returns a ``Trajectory`` of numpy arrays shaped ``(T, N, ...)``."""
-        policy = self._batched(policy_fn)
+        return self.collect_batched(self._batched(policy_fn), policy_params, key, num_steps)
+
+    def collect_batched(self, policy, policy_params, key: jax.Array, num_steps: int) -> Trajectory:
+        """:meth:`collect` with a batched ``policy(policy_params, obs [N, ...], key) -> actions [N, ...]``, called
+        as given (jit it yourself) with one key per step, ``split(key, num_steps)[t]``."""
         want = (self.num_envs, *self.action_space.shape)
         steps = []
         for key_t in jax.random.split(key, num_steps):
