@@ -1,6 +1,9 @@
 """Reinforcement-learning algorithms as stochastic computation graphs plus optimizers."""
 from scg.algorithms import a2c
 from scg.algorithms import ddpg
+from scg.algorithms import smoothie
+from scg.algorithms import svg0
+from scg.algorithms import svg1
 from scg.algorithms import ppo
 from scg.algorithms import reinforce
 from scg.algorithms import trpo

@@ -101,6 +101,35 @@ def polyak(params, targets, tau: float):
     return optax.incremental_update(params, targets, tau)
 
 
+def optimizers_init(optimizers: dict, params: dict) -> dict:
+    """Each part's optimizer state: ``{k: optimizers[k].init(params[k])}`` (e.g. actor and critic, each its own Adam)."""
+    return {k: opt.init(params[k]) for k, opt in optimizers.items()}
+
+
+def optimizers_step(optimizers: dict, grads: dict, opt_states: dict, params: dict) -> tuple[dict, dict]:
+    """One step of each part's optimizer on its own gradient; parts without an optimizer are kept as they are.
+
+    Returns ``(params, opt_states)``; every off-policy learner steps its actor and critic (and model) this way.
+    """
+    params, opt_states = dict(params), dict(opt_states)
+    for k, opt in optimizers.items():
+        updates, opt_states[k] = opt.update(grads[k], opt_states[k], params[k])
+        params[k] = optax.apply_updates(params[k], updates)
+    return params, opt_states
+
+
+def minibatch_placeholder(obs_shape, action_shape, **extras) -> Callable:
+    """``key -> zeros`` shaped like one stored transition (``extras``: name -> shape, e.g. ``log_prob=()``).
+
+    The function of a learner graph's ``g.simulate("batch", ...)`` node, which every update observes
+    with a replay minibatch: the shapes plan the graph, the values are never used.
+    """
+    zeros = lambda shape: jnp.zeros(shape, jnp.float32)  # noqa: E731
+    return lambda key: {"obs": zeros(obs_shape), "action": zeros(action_shape), "reward": zeros(()),
+                        "next_obs": zeros(obs_shape), "terminated": zeros(()),
+                        **{k: zeros(shape) for k, shape in extras.items()}}
+
+
 def _uniform_log_density(action_space: Box) -> float:
     return -float(np.sum(np.log(action_space.high_array - action_space.low_array)))
 
@@ -274,7 +303,7 @@ def host_train(algo_name: str, env_id: str, config=None, *, seeds=(0,), num_iter
         try:
             if init is None:
                 init_fn, update = algo.make(host, None, config)
-                init, learn = jax.jit(init_fn), jax.jit(update)
+                init, learn = jax.jit(init_fn), jax.jit(update, donate_argnums=0)  # the buffer is updated in place
                 if algo.make_learner is None:
                     raise ConfigError(f"{algo_name} is not an off-policy algorithm; host_train trains those with a "
                                       "Learner (ddpg, svg0, svg1, smoothie)")

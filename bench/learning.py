@@ -43,13 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _util import environment, write_json_atomic  # noqa: E402
 
-from scg.algorithms import ALGORITHMS, a2c, ddpg, make_train, ppo, reinforce, trpo  # noqa: E402
+from scg.algorithms import ALGORITHMS, a2c, ddpg, make_train, ppo, reinforce, smoothie, svg0, svg1, trpo  # noqa: E402
 from scg.algorithms.host import train as host_train  # noqa: E402
 from scg.algorithms.train import steps_to_reach  # noqa: E402
 from scg.envs.registry import make  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "learning.json"
-MODULES = {"reinforce": reinforce, "a2c": a2c, "trpo": trpo, "ppo": ppo, "ddpg": ddpg}
+MODULES = {"reinforce": reinforce, "a2c": a2c, "trpo": trpo, "ppo": ppo, "ddpg": ddpg, "svg0": svg0,
+           "svg1": svg1, "smoothie": smoothie}
 
 
 def _check(name, algo, env, threshold, *, collector="jax", max_steps=300_000, seeds=5, min_seeds=4):
@@ -70,6 +71,9 @@ CHECKS = {
         _check("ppo-cartpole", "ppo", "CartPole-v1", 475.0),
         _check("ppo-pendulum", "ppo", "Pendulum-v1", -250.0, max_steps=1_000_000),
         _check("ddpg-pendulum", "ddpg", "Pendulum-v1", -200.0, max_steps=50_000),
+        _check("svg0-pendulum", "svg0", "Pendulum-v1", -200.0, max_steps=50_000),
+        _check("svg1-pendulum", "svg1", "Pendulum-v1", -200.0, max_steps=100_000),
+        _check("smoothie-pendulum", "smoothie", "Pendulum-v1", -200.0, max_steps=50_000),
     )
 }
 

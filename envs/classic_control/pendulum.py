@@ -78,6 +78,16 @@ class Pendulum(Environment):
         truncated = state_tp1.time >= params.max_steps_in_episode
         return self.get_obs(state_tp1), state_tp1, -costs, terminated, truncated, {}
 
+    def obs_reward(self, obs: jax.Array, action: jax.Array, params: EnvParams | None = None) -> jax.Array:
+        """The reward ``step`` returns, as a differentiable function of the observation *before* the step and
+        the action: ``−(θ² + 0.1 θ̇² + 0.001 clip(u)²)`` with ``θ = atan2(sin θ, cos θ)`` (= ``angle_normalize``;
+        at ``±π`` the two differ in sign only, which the square removes). For model-based learners (SVG(1)).
+        """
+        params = self.default_params if params is None else params
+        theta = jnp.arctan2(obs[1], obs[0])
+        u = jnp.clip(action, -params.max_torque, params.max_torque)[0]
+        return -(theta**2 + 0.1 * obs[2] ** 2 + 0.001 * u**2)
+
     # Never terminates: ``is_terminal`` stays the base class's ``None``.
     def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         return jnp.stack([jnp.cos(state.theta), jnp.sin(state.theta), state.theta_dot])

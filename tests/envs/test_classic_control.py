@@ -377,3 +377,16 @@ def test_traced_box_action_outside_space_does_what_gymnasium_does(env_id, action
     obs, _, r, *_ = jax.jit(env.step)(jax.random.key(0), state, jnp.array([action], jnp.float32))
     np.testing.assert_allclose(obs, obs_ref, atol=1e-6)
     np.testing.assert_allclose(r, r_ref, rtol=1e-6)
+
+
+def test_pendulum_obs_reward_is_the_step_reward():
+    """``Pendulum.obs_reward(obs_t, a_t)`` (for model-based learners) equals the reward ``step`` returns."""
+    from scg.envs.classic_control import Pendulum
+
+    env = Pendulum()
+    params = env.default_params
+    keys = jax.random.split(jax.random.key(0), 64)
+    obs, state = jax.vmap(env.reset, (0, None))(keys, params)
+    actions = jax.random.uniform(jax.random.key(1), (64, 1), minval=-3.0, maxval=3.0)  # clipped beyond ±2
+    rewards = jax.vmap(lambda k, s, a: env.step(k, s, a, params).reward)(keys, state, actions)
+    np.testing.assert_allclose(jax.vmap(env.obs_reward, (0, 0, None))(obs, actions, params), rewards, rtol=1e-5, atol=1e-6)
