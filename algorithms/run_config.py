@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from scg.algorithms import train
 from scg.algorithms.base import ALGORITHMS
 from scg.algorithms.config import Config, ConfigError
 from scg.algorithms.run_files import CONFIG, read_config
@@ -117,8 +118,8 @@ def seed_list(config: dict) -> list[int]:
 
 
 def seed_keys(config: dict) -> jax.Array:
-    """One key per seed: seed ``s`` trains from ``jax.random.key(s)``."""
-    return jnp.stack([jax.random.key(s) for s in seed_list(config)])
+    """One key per seed: seed ``s`` trains from ``jax.random.key(s)`` (:func:`scg.algorithms.train.seed_keys`)."""
+    return train.seed_keys(seed_list(config))
 
 
 def _versions() -> dict:

@@ -30,6 +30,13 @@ def make_train(algo_name: str, env, env_params, config=None):
     return init_all, run_all
 
 
+def seed_keys(seeds) -> jax.Array:
+    """One PRNG key per seed, ``jax.random.key(s)`` for each ``s`` in ``seeds`` (an int ``n`` means ``range(n)``):
+    the keys ``scg train --seeds n --seed s0`` trains from, for checks that must see what the command does."""
+    seeds = range(seeds) if isinstance(seeds, int) else seeds
+    return jax.numpy.stack([jax.random.key(int(s)) for s in seeds])
+
+
 def steps_to_reach(metrics: dict, threshold: float, *, max_steps: float | None = None) -> list[float | None]:
     """Per seed, the cumulative env steps at the first iteration whose ``mean_return`` is ≥ ``threshold``.
 

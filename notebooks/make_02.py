@@ -1,8 +1,5 @@
 """Generate ``notebooks/02_policy_gradients.ipynb`` (saved without outputs): ``python notebooks/make_02.py``."""
-import pathlib
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _generate import write
 
 CELLS = [
     ("md", r"""# Policy gradients: an MDP as a stochastic computation graph
@@ -158,14 +155,6 @@ assert ratio > 2, ratio"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook(metadata={"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                                "language_info": {"name": "python"}})
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    return nb
-
 
 if __name__ == "__main__":
-    path = pathlib.Path(__file__).resolve().parent / "02_policy_gradients.ipynb"
-    nbformat.write(build(), path)
-    print(f"wrote {path}")
+    write(CELLS, "02_policy_gradients.ipynb")

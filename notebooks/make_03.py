@@ -1,8 +1,5 @@
 """Generate ``notebooks/03_gae_trpo.ipynb`` (saved without outputs): ``python notebooks/make_03.py``."""
-import pathlib
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _generate import write
 
 CELLS = [
     ("md", r"""# Trust regions and generalized advantage estimation
@@ -174,14 +171,6 @@ assert max(final.values()) > 100, "some λ should have learned within this short
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
 
 if __name__ == "__main__":
-    path = pathlib.Path(__file__).with_name("03_gae_trpo.ipynb")
-    nbformat.write(build(), path)
-    print(f"wrote {path}")
+    write(CELLS, "03_gae_trpo.ipynb")

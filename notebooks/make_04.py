@@ -1,8 +1,5 @@
 """Generate ``notebooks/04_smoothie.ipynb`` (saved without outputs): ``python notebooks/make_04.py``."""
-import pathlib
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _generate import write
 
 CELLS = [
     ("md", r"""# Smoothie: learning the mean and the covariance from smoothed action values
@@ -31,6 +28,7 @@ from IPython.display import SVG, display
 
 import scg
 from scg.algorithms import ALGORITHMS, ddpg, make_train, smoothie
+from scg.algorithms.train import seed_keys
 from scg.algorithms.networks import make_q
 from scg.envs.paper.bimodal_bandit import bimodal_reward, smoothed_reward
 from scg.envs.registry import make
@@ -104,13 +102,13 @@ positive as a cost gradient, so σ shrinks: Q̃ is concave there.
 ## 3. Smoothie against DDPG (Fig. 2)
 
 Both run their `TUNED["BimodalBandit-v0"]` configs (what `scg train` applies): the mean starts at −1;
-Smoothie starts at σ₀ = 2 and learns σ; DDPG explores with a fixed Gaussian noise of std 1.5, so its
-critic sees the better bump too. A small run: 2 seeds, 5,000 iterations (one env step, one update each)."""),
-    ("code", r"""SEEDS, ITERATIONS = 2, 5_000
+Smoothie starts at σ₀ = 2 and learns σ; DDPG explores with a fixed Gaussian noise of the same std 2, so
+its critic sees the better bump too. A small run: 2 seeds, 15,000 iterations (one env step, one update each)."""),
+    ("code", r"""SEEDS, ITERATIONS = 2, smoothie.BIMODAL_ITERATIONS
 runs = {}
 for algo in ("smoothie", "ddpg"):
     init, run = make_train(algo, env, env_params, ALGORITHMS[algo].configure("BimodalBandit-v0"))
-    _, metrics = run(init(jax.random.split(jax.random.key(0), SEEDS)), ITERATIONS)
+    _, metrics = run(init(seed_keys(SEEDS)), ITERATIONS)  # the keys of `scg train --seeds 2`
     runs[algo] = {k: np.asarray(v) for k, v in metrics.items()}
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
@@ -148,14 +146,6 @@ print(f"notebook ran in {time.time() - t_start:.0f} s")"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
 
 if __name__ == "__main__":
-    path = pathlib.Path(__file__).with_name("04_smoothie.ipynb")
-    nbformat.write(build(), path)
-    print(f"wrote {path}")
+    write(CELLS, "04_smoothie.ipynb")

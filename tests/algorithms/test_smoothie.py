@@ -26,7 +26,7 @@ import pytest
 import scg
 from scg.algorithms import ALGORITHMS, make_train, smoothie
 from scg.algorithms.networks import QFn, make_q
-from scg.algorithms.train import steps_to_reach
+from scg.algorithms.train import seed_keys, steps_to_reach
 from scg.envs.paper.bimodal_bandit import BimodalBanditParams, smoothed_reward
 from scg.envs.registry import make
 from scg.envs.spaces import Box
@@ -150,11 +150,11 @@ def _train(algo: str, env_name: str, seeds: int, iterations: int) -> dict:
     config = ALGORITHMS[algo].configure(env_name)  # defaults, then TUNED[env_name]: what `scg train` applies
     env, env_params = make(env_name)
     init, run = make_train(algo, env, env_params, config)
-    _, metrics = run(init(jax.random.split(jax.random.key(0), seeds)), iterations)
+    _, metrics = run(init(seed_keys(seeds)), iterations)  # the keys of `scg train --seeds n`
     return jax.tree_util.tree_map(np.asarray, metrics)
 
 
-BIMODAL_ITERATIONS = 5_000
+BIMODAL_ITERATIONS = smoothie.BIMODAL_ITERATIONS
 
 
 def test_bimodal_smoothie_escapes_and_ddpg_does_not():
