@@ -239,6 +239,10 @@ def make(env, env_params, config: OffPolicyConfig, make_learner: Callable):
             _, buffer, obs, env_state, noise, stats, steps = carry
             env_steps = n * config.horizon
         else:
+            missing = sorted((set(example) | {"reward_by_env", "done_by_env"}) - set(batch))
+            if missing:
+                raise ValueError(f"{config.name}: the host batch lacks {missing}; build it with "
+                                 "offpolicy.host_transitions(traj, extras) (extras: what the learner's act records)")
             batch = {k: jnp.asarray(v) for k, v in batch.items()}
             buffer = replay.add(state.buffer, {k: batch[k] for k in example})
             obs, env_state, noise = state.obs, state.env_state, state.noise

@@ -182,3 +182,15 @@ def test_ou_noise_is_added_and_reset_at_episode_ends():
     data = jax.tree_util.tree_map(np.asarray, state.buffer.data)
     clean = 2.0 * np.tanh(np.asarray(state.learner.gain) * data["obs"][:15, 0])
     assert np.abs(data["action"][:15, 0] - clean).max() > 1e-3  # the executed action carries the noise
+
+
+def test_a_host_batch_without_the_learners_extras_is_refused_by_name():
+    env, params = pendulum()
+
+    class FakeHost:
+        observation_space, action_space = env.observation_space(params), env.action_space(params)
+
+    init, update = offpolicy.make(FakeHost(), None, config(), counting_learner)
+    batch = {k: np.zeros((4, 3)) if "obs" in k else np.zeros((4,)) for k in offpolicy.TRANSITION_KEYS}
+    with pytest.raises(ValueError, match=r"lacks \['done_by_env', 'log_prob', 'reward_by_env'\].*host_transitions"):
+        update(init(jax.random.key(0)), batch)
