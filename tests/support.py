@@ -35,3 +35,25 @@ def metric_table(run_dir):
     from scg.algorithms.metrics_log import read_metrics
 
     return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
+
+
+def steps_to_threshold(algo: str, env_name: str, threshold: float, max_steps: int, *, seeds: int = 2, keys=None):
+    """Train ``algo`` on ``env_name`` with its tuned config (what ``scg train`` applies) for ``max_steps`` env steps.
+
+    Seeds in parallel, keys ``split(key(0), seeds)`` unless ``keys`` are given. Returns per seed the cumulative
+    env steps at which ``mean_return`` first reached ``threshold`` (``None``: never), and the final mean returns.
+    """
+    import jax
+    import numpy as np
+
+    from scg.algorithms import ALGORITHMS, make_train
+    from scg.algorithms.train import steps_to_reach
+    from scg.envs.registry import make
+
+    config = ALGORITHMS[algo].configure(env_name)  # defaults, then the algorithm's TUNED[env_name]
+    env, env_params = make(env_name)
+    init, run = make_train(algo, env, env_params, config)
+    keys = jax.random.split(jax.random.key(0), seeds) if keys is None else keys
+    _, metrics = run(init(keys), max_steps // (config.num_envs * config.horizon))
+    metrics = jax.tree_util.tree_map(np.asarray, metrics)
+    return steps_to_reach(metrics, threshold, max_steps=max_steps), metrics["mean_return"][:, -1]

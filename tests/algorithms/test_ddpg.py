@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import scg
-from scg.algorithms import ALGORITHMS, ddpg, make_train
+from scg.algorithms import ddpg
 from scg.algorithms.networks import make_actor, make_q
-from scg.algorithms.train import steps_to_reach
 from scg.envs.registry import make
+from support import steps_to_threshold
 
 B = 16
 
@@ -97,18 +97,9 @@ def test_learner_update_moves_targets_by_polyak():
     assert set(metrics) >= {"loss", "grad_norm", "q_mean"}
 
 
-def _pendulum(seeds, steps):
-    config = ALGORITHMS["ddpg"].configure("Pendulum-v1")
-    env, env_params = make("Pendulum-v1")
-    init, run = make_train("ddpg", env, env_params, config)
-    _, metrics = run(init(jax.random.split(jax.random.key(0), seeds)), steps // (config.num_envs * config.horizon))
-    metrics = jax.tree_util.tree_map(np.asarray, metrics)
-    return steps_to_reach(metrics, -200.0, max_steps=steps), metrics["mean_return"][:, -1]
-
-
 def test_pendulum_reduced():
     """Reduced (CI): both of 2 seeds reach ≥ −200 within 20k steps (a uniform policy scores about −1,200)."""
-    reached, final = _pendulum(2, 20_000)
+    reached, final = steps_to_threshold("ddpg", "Pendulum-v1", -200.0, 20_000)
     assert all(s is not None for s in reached), f"steps to -200 per seed {reached}, final mean return {final}"
 
 

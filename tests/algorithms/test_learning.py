@@ -19,22 +19,15 @@ uniform policy reaches the goal in about 1.4% of its episodes, scoring about
 from __future__ import annotations
 
 
-import jax
 import numpy as np
 import pytest
 
-from scg.algorithms import ALGORITHMS, make_train
 from scg.algorithms.train import steps_to_reach
-from scg.envs.registry import make
+from support import steps_to_threshold
 
 
 def _reached(algo: str, env_name: str, threshold: float, max_steps: int, seeds: int = 2) -> tuple[list, np.ndarray]:
-    config = ALGORITHMS[algo].configure(env_name)  # defaults, then the algorithm's TUNED[env_name]
-    env, env_params = make(env_name)
-    init, run = make_train(algo, env, env_params, config)
-    _, metrics = run(init(jax.random.split(jax.random.key(0), seeds)), max_steps // (config.num_envs * config.horizon))
-    metrics = jax.tree_util.tree_map(np.asarray, metrics)
-    return steps_to_reach(metrics, threshold, max_steps=max_steps), metrics["mean_return"][:, -1]
+    return steps_to_threshold(algo, env_name, threshold, max_steps, seeds=seeds)
 
 
 @pytest.mark.parametrize("algo", ["reinforce", "a2c"])

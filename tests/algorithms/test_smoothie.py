@@ -26,10 +26,11 @@ import pytest
 import scg
 from scg.algorithms import ALGORITHMS, make_train, smoothie
 from scg.algorithms.networks import QFn, make_q
-from scg.algorithms.train import seed_keys, steps_to_reach
+from scg.algorithms.train import seed_keys
 from scg.envs.paper.bimodal_bandit import BimodalBanditParams, smoothed_reward
 from scg.envs.registry import make
 from scg.envs.spaces import Box
+from support import steps_to_threshold
 
 B = 8
 OBS, ACT = Box.make(-1.0, 1.0, (3,)), Box.make(-2.0, 2.0, (1,))
@@ -168,20 +169,14 @@ def test_bimodal_smoothie_escapes_and_ddpg_does_not():
     assert (np.abs(mu_ddpg + 1.0) < 0.3).sum() >= 4, f"ddpg final μ {mu_ddpg}"
 
 
-def _pendulum_reached(seeds: int, threshold: float, max_steps: int):
-    config = ALGORITHMS["smoothie"].configure("Pendulum-v1")
-    metrics = _train("smoothie", "Pendulum-v1", seeds, max_steps // (config.num_envs * config.horizon))
-    return steps_to_reach(metrics, threshold, max_steps=max_steps), metrics
-
-
 PENDULUM_REDUCED = (-300.0, 10_000)
 
 
 def test_pendulum_reduced():
     """Reduced: both of 2 seeds reach a mean return ≥ −300 within 10k env steps on Pendulum-v1."""
     threshold, max_steps = PENDULUM_REDUCED
-    reached, metrics = _pendulum_reached(2, threshold, max_steps)
-    assert all(r is not None for r in reached), f"steps to {threshold}: {reached}, final {metrics['mean_return'][:, -1]}"
+    reached, final = steps_to_threshold("smoothie", "Pendulum-v1", threshold, max_steps, keys=seed_keys(2))
+    assert all(r is not None for r in reached), f"steps to {threshold}: {reached}, final {final}"
 
 
 @pytest.mark.slow
