@@ -170,3 +170,20 @@ def _finite(obj):
     if isinstance(obj, (np.floating, np.integer)):
         return _finite(obj.item())
     return obj
+
+
+MUJOCO_INSTALL = 'MuJoCo is not installed: pip install -e ".[mujoco]"  (or pip install "gymnasium[mujoco]")'
+
+
+def needing_mujoco(make: Callable):
+    """``make()`` (it creates a MuJoCo environment), or exit with how to install MuJoCo where it is missing."""
+    try:
+        import mujoco  # noqa: F401
+
+        return make()
+    except ImportError as err:
+        raise SystemExit(f"{MUJOCO_INSTALL}\n({err})") from err
+    except Exception as err:  # gymnasium.error.DependencyNotInstalled
+        if "mujoco" in str(err).lower():
+            raise SystemExit(f"{MUJOCO_INSTALL}\n({err})") from err
+        raise

@@ -48,13 +48,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _util import environment, write_json_atomic  # noqa: E402
+from _util import environment, needing_mujoco, write_json_atomic  # noqa: E402
 
 from scg.algorithms import ALGORITHMS  # noqa: E402
 from scg.algorithms import offpolicy  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-INSTALL = 'MuJoCo is not installed: pip install -e ".[mujoco]"  (or pip install "gymnasium[mujoco]")'
 WINDOW = 20  # episodes in the loop's mean_return (scg.algorithms.episodes.init's window)
 
 COMMON = dict(num_envs=1, horizon=50, updates_per_iteration=50, batch_size=256, buffer_size=200_000,
@@ -109,17 +108,9 @@ def parse_sets(items: list[str]) -> dict:
 
 
 def check_mujoco(env_id: str) -> None:
-    try:
-        import gymnasium
-        import mujoco  # noqa: F401
+    import gymnasium
 
-        gymnasium.make(env_id).close()
-    except ImportError as err:
-        raise SystemExit(f"{INSTALL}\n({err})") from err
-    except Exception as err:  # gymnasium.error.DependencyNotInstalled
-        if "mujoco" in str(err).lower():
-            raise SystemExit(f"{INSTALL}\n({err})") from err
-        raise
+    needing_mujoco(lambda: gymnasium.make(env_id)).close()
 
 
 def finite_or_none(x):

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _util import environment, write_json_atomic  # noqa: E402
+from _util import environment, needing_mujoco, write_json_atomic  # noqa: E402
 
 from scg.algorithms import ALGORITHMS  # noqa: E402
 from scg.algorithms.host import make_host_train  # noqa: E402
@@ -43,22 +43,12 @@ from scg.algorithms.host import make_host_train  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_ID = "Swimmer-v5"
 CONFIG = dict(num_envs=50, horizon=1000, hidden=(30,), discount=0.99, gae_lambda=0.97, max_kl=0.01)
-INSTALL = 'MuJoCo is not installed: pip install "gymnasium[mujoco]"  (or pip install -e ".[mujoco]")'
 
 
 def host_env(num_envs: int, seed: int):
-    try:
-        import mujoco  # noqa: F401
+    from scg.envs.host import HostEnv
 
-        from scg.envs.host import HostEnv
-
-        return HostEnv(ENV_ID, num_envs, seed=seed)
-    except ImportError as err:
-        raise SystemExit(f"{INSTALL}\n({err})") from err
-    except Exception as err:  # gymnasium.error.DependencyNotInstalled
-        if "mujoco" in str(err).lower():
-            raise SystemExit(f"{INSTALL}\n({err})") from err
-        raise
+    return needing_mujoco(lambda: HostEnv(ENV_ID, num_envs, seed=seed))
 
 
 def plot(rows: list[dict], path: Path) -> None:
