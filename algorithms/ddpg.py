@@ -109,8 +109,8 @@ def make_learner(env, env_params, config: DDPGConfig) -> offpolicy.Learner:
                                         {"batch": sample(k_batch)})
         params, opt = offpolicy.optimizers_step(optimizers, grads, state.opt, state.params)
         targets = offpolicy.polyak(params, state.targets, config.tau)
-        metrics = {"loss": jnp.mean(values["td"]), "grad_norm": optax.tree_utils.tree_norm(grads),
-                   "q_mean": -jnp.mean(values["q"]), "mu_mean": jnp.mean(values["a"]), "actor_grad_norm": optax.tree_utils.tree_norm(grads["theta"])}
+        metrics = offpolicy.learner_metrics(grads, jnp.mean(values["td"]), q_mean=-jnp.mean(values["q"]),
+                                            mu_mean=jnp.mean(values["a"]))
         return DDPGState(params, targets, opt), metrics
 
     return offpolicy.Learner(init, act, learn)

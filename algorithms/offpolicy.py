@@ -30,7 +30,6 @@ are DQN's and DDPG's recipe (Lillicrap et al. 2016, §3, §7); the defaults belo
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, ClassVar, Literal, NamedTuple
 
 import jax
@@ -116,6 +115,13 @@ def optimizers_step(optimizers: dict, grads: dict, opt_states: dict, params: dic
         updates, opt_states[k] = opt.update(grads[k], opt_states[k], params[k])
         params[k] = optax.apply_updates(params[k], updates)
     return params, opt_states
+
+
+def learner_metrics(grads: dict, loss, *, actor: str = "theta", **extra) -> dict:
+    """What every learner's ``learn`` reports: the critic's ``loss``, ``grad_norm`` (all of ``grads``),
+    ``actor_grad_norm`` (``grads[actor]``) and its own ``extra`` scalars (``q_mean``, ``sigma_mean``, ...)."""
+    return {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads),
+            "actor_grad_norm": optax.tree_utils.tree_norm(grads[actor]), **extra}
 
 
 def minibatch_placeholder(obs_shape, action_shape, **extras) -> Callable:
@@ -209,7 +215,10 @@ def make(env, env_params, config: OffPolicyConfig, make_learner: Callable):
     def env_step(carry, key):
         learner_state, buffer, obs, env_state, noise, stats, steps = carry
         k_noise, k_act, k_env = jax.random.split(key, 3)
-        noise, noise_x = exploration.ou_step(noise, k_noise, theta=config.ou_theta, sigma=config.noise_std)
+        if config.noise == "ou":  # static: the process is stepped (and reset below) only where it is used
+            noise, noise_x = exploration.ou_step(noise, k_noise, theta=config.ou_theta, sigma=config.noise_std)
+        else:
+            noise_x = noise.x
         warm = steps < config.warmup_steps
         action, extras = jax.vmap(act, (None, 0, 0, None, 0))(learner_state, obs, jax.random.split(k_act, n), warm,
                                                               noise_x)
@@ -220,7 +229,8 @@ def make(env, env_params, config: OffPolicyConfig, make_learner: Callable):
         done = ts.terminated | ts.truncated
         buffer = replay.add(buffer, transitions)
         stats = episodes.update(stats, ts.reward[:, None], done[:, None])
-        noise = exploration.ou_reset(noise, done)
+        if config.noise == "ou":
+            noise = exploration.ou_reset(noise, done)
         return (learner_state, buffer, ts.obs, ts.state, noise, stats, steps + n), None
 
     def learn_phase(learner_state, buffer, key):

@@ -13,7 +13,6 @@ from importlib import metadata
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from scg.algorithms import train
 from scg.algorithms.base import ALGORITHMS

@@ -198,9 +198,9 @@ def make_learner(env, env_params, config: SmoothieConfig) -> offpolicy.Learner:
         params, opt = offpolicy.optimizers_step(optimizers, grads, state.opt, state.params)
         params = {**params, "theta": policy.project(params["theta"])}
         targets = offpolicy.polyak(params, state.targets, config.tau)
-        metrics = {"loss": jnp.mean(values["td"]), "grad_norm": optax.tree_utils.tree_norm(grads),
-                   "q_mean": -jnp.mean(values["q"]), "mu_mean": jnp.mean(values["a"]),
-                   "sigma_mean": jnp.mean(policy.std(params["theta"])), "kl": jnp.mean(values["kl"])}
+        metrics = offpolicy.learner_metrics(grads, jnp.mean(values["td"]), q_mean=-jnp.mean(values["q"]),
+                                            mu_mean=jnp.mean(values["a"]), kl=jnp.mean(values["kl"]),
+                                            sigma_mean=jnp.mean(policy.std(params["theta"])))
         return SmoothieState(params, targets, opt), metrics
 
     return offpolicy.Learner(init, act, learn)

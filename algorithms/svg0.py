@@ -160,9 +160,8 @@ def make_learner(env, env_params, config: SVG0Config) -> offpolicy.Learner:
         k_batch, k_graph = jax.random.split(key)
         grads, values = grad_and_values({**state.params, "targets": state.targets}, k_graph, {"batch": sample(k_batch)})
         params, opt = offpolicy.optimizers_step(optimizers, grads, state.opt, state.params)
-        metrics = {"loss": jnp.mean(values["td"]), "grad_norm": optax.tree_utils.tree_norm(grads),
-                   "q_mean": -jnp.mean(values["q"]), "sigma_mean": jnp.mean(jnp.exp(policy.log_std(params["theta"]))),
-                   "actor_grad_norm": optax.tree_utils.tree_norm(grads["theta"])}
+        metrics = offpolicy.learner_metrics(grads, jnp.mean(values["td"]), q_mean=-jnp.mean(values["q"]),
+                                            sigma_mean=jnp.mean(jnp.exp(policy.log_std(params["theta"]))))
         return SVG0State(params, offpolicy.polyak(params["phi"], state.targets, config.tau), opt), metrics
 
     return offpolicy.Learner(init, act, learn)

@@ -191,10 +191,10 @@ def make_learner(env, env_params, config: SVG1Config) -> offpolicy.Learner:
         grads, values = grad_and_values({**state.params, "targets": state.targets}, k_graph,
                                         {"batch": b, "a": b["action"], "s_next": b["next_obs"]})
         params, opt = offpolicy.optimizers_step(opts, grads, state.opt, state.params)
-        metrics = {"loss": jnp.mean(values["value"]), "grad_norm": optax.tree_utils.tree_norm(grads),
-                   "model_loss": jnp.mean(values["model_fit"]), "q_mean": -jnp.mean(values["q"]),
-                   "is_weight_mean": jnp.mean(values["w"]), "sigma_mean": jnp.mean(jnp.exp(policy.log_std(params["theta"]))),
-                   "actor_grad_norm": optax.tree_utils.tree_norm(grads["theta"])}
+        metrics = offpolicy.learner_metrics(grads, jnp.mean(values["value"]), q_mean=-jnp.mean(values["q"]),
+                                            model_loss=jnp.mean(values["model_fit"]),
+                                            is_weight_mean=jnp.mean(values["w"]),
+                                            sigma_mean=jnp.mean(jnp.exp(policy.log_std(params["theta"]))))
         return SVG1State(params, offpolicy.polyak(params["psi"], state.targets, config.tau), opt), metrics
 
     return offpolicy.Learner(init, act, learn)
