@@ -4,9 +4,13 @@ A baseline ``b_w`` is subtracted from ``Q̂_w`` in the term ``∇log p(w) (Q̂_w
 It leaves the estimator unbiased when it depends only on nodes that ``w`` does
 not influence. Besides a node of the graph (checked at compile time), the
 built-ins here use the other samples of the same call: :class:`LeaveOneOut`, and
-:class:`PairedLeaveOneOut` for antithetic pairs.
+:class:`PairedLeaveOneOut` for antithetic pairs; :class:`BatchMean` includes the
+sample itself (biased); :class:`MovingAverage` averages earlier calls (its state
+is carried between calls).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import jax.numpy as jnp
 
@@ -70,3 +74,37 @@ class PairedLeaveOneOut:
 
     def __repr__(self) -> str:
         return "PairedLeaveOneOut()"
+
+
+@dataclass(frozen=True)
+class MovingAverage:
+    """``b_w`` = the exponential moving average of ``Q̂_w`` over earlier calls: state in, state out.
+
+    The state ``{"mean": m, "weight": c}`` starts at zero; after a call with
+    batch mean ``q̄`` it is ``m ← decay·m + (1−decay)·q̄`` and ``c ← decay·c +
+    (1−decay)``, and the baseline is ``m / c`` (the bias-corrected average, as
+    Adam corrects its moments; zero before the first update). Unbiased:
+    ``b_w`` reads only earlier calls' samples, which this call's node does not
+    influence (Schulman 2016, Theorem 2). In a temporal graph the average is
+    per time step. Thread the state with ``est.init_state(inputs)`` and
+    ``grads, state = est.grad(inputs, key, state=state)``; without a state
+    every call reads the initial one (a zero baseline).
+    """
+
+    decay: float = 0.9
+
+    def __post_init__(self):
+        if not isinstance(self.decay, (int, float)) or isinstance(self.decay, bool) or not 0.0 <= self.decay < 1.0:
+            raise GraphError(f"MovingAverage: decay must be a number in [0, 1), got {self.decay!r}")
+
+    def init_state(self, node_name: str, q_shape: tuple) -> dict:
+        return {"mean": jnp.zeros(q_shape), "weight": jnp.zeros(())}
+
+    def __call__(self, node_name: str, q_hat: jnp.ndarray, state: dict) -> jnp.ndarray:
+        weight = state["weight"]
+        b = jnp.where(weight > 0, state["mean"] / jnp.where(weight > 0, weight, 1.0), 0.0)
+        return jnp.broadcast_to(b, q_hat.shape)
+
+    def update_state(self, state: dict, q_hat: jnp.ndarray) -> dict:
+        d = self.decay
+        return {"mean": d * state["mean"] + (1.0 - d) * jnp.mean(q_hat, axis=0), "weight": d * state["weight"] + (1.0 - d)}

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from scg import _draw
 from scg._program import checks as _checks
+from scg._program import state as _state
 from scg._program.analysis import analyse
 from scg._program.forward import evaluate
 from scg._program.plan import Plan, Planner, check_key, check_num, check_observed, check_tangents, check_wrt
@@ -54,7 +55,7 @@ class CompiledGraph:
     declared, :class:`scg._program.analysis.Analysis`).
     """
 
-    def __init__(self, graph: Graph | Temporal, *, mode: str = "surrogate", checks: bool = False):
+    def __init__(self, graph: Graph | Temporal, *, mode: str = "surrogate", checks: bool = False, unbiased: bool = False):
         if mode not in ("surrogate", "dice"):
             raise GraphError(f"compile: mode must be 'surrogate' or 'dice', got {mode!r}")
         # A snapshot (scg.Graph._snapshot): declaring more nodes on `graph` later changes nothing compiled here.
@@ -68,6 +69,9 @@ class CompiledGraph:
         self.mode = mode
         self.checks = bool(checks)  # every kernel jitted under checkify (_kernel); fixed for the instance's caches
         self.analysis = analyse(self.graph, mode=mode)  # structural checks, as declared
+        self.unbiased = bool(unbiased)
+        if self.unbiased:  # the defaults resolve to score or pathwise, both unbiased: the declared ones decide
+            _check_unbiased(self.analysis)
         if self.temporal is not None:
             check_temporal(self.temporal, self.analysis)  # again when planned, with the resolved estimators
         self._plan = Planner(self.graph, self.analysis, mode, self.temporal)  # inputs -> Plan, cached per shape
@@ -111,7 +115,7 @@ class CompiledGraph:
             self._check_support(plan, at, key, num_samples, observed)
         return kernel(inputs, old_inputs, key, check_observed(plan, observed, num_samples))
 
-    def grad(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, wrt=None, observed=None) -> dict:
+    def grad(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, wrt=None, observed=None, state=None):
         """Unbiased estimate of ``∇ E[Σ costs]``, averaged over ``num_samples`` samples.
 
         Returns a dict keyed by input name (every input declared differentiable,
@@ -124,7 +128,20 @@ class CompiledGraph:
         would be differentiated (named in ``wrt``, or declared differentiable, the
         default, with ``wrt`` left out) is a GraphError naming it: pass a float, or
         declare ``g.input(name, differentiable=False)``.
+
+        ``state`` (from :meth:`init_state`, then from the previous call): the
+        estimators' and baselines' state between calls; with it, ``grad``
+        returns ``(grads, new_state)``. Without it every call reads the initial
+        state and only ``grads`` is returned.
         """
+        if state is not None:
+            plan = self._plan(inputs)
+            n = check_num(num_samples)
+            _state.check(plan.analysis, state, jax.eval_shape(lambda: self._initial_state(plan, jax.random.key(0))))
+            if observed is not None:
+                self._check_support(plan, inputs, key, n, observed)
+            kernel = self._kernel(_stateful_grad, plan, self.mode, check_wrt(plan, wrt), n)
+            return kernel(inputs, key, state, check_observed(plan, observed, n))
         wrt = wrt if wrt is None or isinstance(wrt, str) else tuple(wrt)
         # The type is in the key: True == 1 and 2.0 == 2 hash alike, and a rejected value must not be cached.
         cache_key = (num_samples, type(num_samples), wrt)
@@ -135,6 +152,21 @@ class CompiledGraph:
         if observed is not None:  # concrete records checked on the host first; nothing on the path without them
             self._check_support(self._plan(inputs), inputs, key, check_num(num_samples), observed)
         return jitted(inputs, key, observed)
+
+    def init_state(self, inputs: dict, key: jax.Array | None = None) -> dict:
+        """The state before the first call, for inputs shaped like ``inputs``: ``{node: {"estimator": ...,
+        "baseline": ...}}`` for the nodes whose estimator or baseline keeps state (``{}`` if none).
+
+        Pass it to ``grad(..., state=)`` (or a ``grad_fn(..., with_state=True)``), which returns the next
+        state beside the gradient; a pytree of arrays, so it goes through ``jit`` and ``lax.scan``.
+        ``key`` initialises learned parts (RELAX's control variate); ``jax.random.key(0)`` by default.
+        """
+        plan = self._plan(inputs)
+        return self._kernel(_init_state, plan)(jax.random.key(0) if key is None else key)
+
+    @staticmethod
+    def _initial_state(plan: Plan, key) -> dict:
+        return _state.initial(plan.analysis, plan.avals, plan.program.q_shape, key)
 
     def _kernel(self, kernel, *static):
         """``kernel`` (a pure function below) with its static arguments bound, jitted once per ``static``.
@@ -176,11 +208,16 @@ class CompiledGraph:
         a call with shapes seen before adds none. For no-recompile checks."""
         return sum(k._cache_size() for k in self._kernels.values())
 
-    def grad_samples(self, inputs: dict, key: jax.Array, *, num_replicates: int, num_samples: int = 1, wrt=None) -> dict:
-        """``num_replicates`` independent gradient estimates stacked on a leading axis (for variance and z-tests)."""
+    def grad_samples(self, inputs: dict, key: jax.Array, *, num_replicates: int, num_samples: int = 1, wrt=None, state=None) -> dict:
+        """``num_replicates`` independent gradient estimates stacked on a leading axis (for variance and z-tests).
+
+        Every replicate reads the same ``state`` (the initial state by default; it is not advanced).
+        """
         plan = self._plan(inputs)
         kernel = self._kernel(_grad_samples, plan, self.mode, check_wrt(plan, wrt), check_num(num_samples), check_num(num_replicates))
-        return kernel(inputs, key)
+        if state is not None:
+            _state.check(plan.analysis, state, jax.eval_shape(lambda: self._initial_state(plan, jax.random.key(0))))
+        return kernel(inputs, key, state)
 
     def value(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """Monte Carlo estimate of ``E[Σ costs]``."""
@@ -204,6 +241,7 @@ class CompiledGraph:
                 f"(differentiating one step would drop the horizon, the carry and the discount); unroll the graph "
                 f"into a flat scg.Graph to get it"
             )
+        _check_any_order(self._plan(inputs).analysis)
         if mode == "dice" and self.mode != "dice":
             if self._dice is None:
                 self._dice = compile(self.graph, mode="dice", checks=self.checks)
@@ -288,16 +326,25 @@ class CompiledGraph:
         fn = lambda inputs, key, observed=None: _emit(plan, self.mode, inputs, key, n, check_observed(plan, observed, n))  # noqa: E731
         return _checks.emitting(fn) if self.checks else fn
 
-    def grad_fn(self, example_inputs: dict, *, num_samples: int = 1, wrt=None, with_values: bool = False):
+    def grad_fn(self, example_inputs: dict, *, num_samples: int = 1, wrt=None, with_values: bool = False, with_state: bool = False):
         """A pure ``(inputs, key, observed=None) -> grads`` (dict keyed by input name), for a caller's jit.
 
         With ``with_values=True`` it returns ``(grads, values)``: the sampled
         values of every node (no gradient) from the same pass, e.g. for metrics,
         critic targets or the last carried state of a rollout. Checks as in
         :meth:`surrogate_fn`: with ``checks=True``, checkify the caller's function.
+
+        With ``with_state=True`` the function is ``(inputs, key, state, observed=None) -> (grads, state)``
+        (``(grads, values, state)`` with ``with_values``), for the state of :meth:`init_state`.
         """
         plan, n = self._plan(example_inputs), check_num(num_samples)
         wrt = check_wrt(plan, wrt)
+        if with_state:
+            def stateful(inputs, key, state, observed=None):
+                grads, values, new = _grad_values_state(plan, self.mode, wrt, n, inputs, key, state, check_observed(plan, observed, n))
+                return (grads, values, new) if with_values else (grads, new)
+
+            return _checks.emitting(stateful) if self.checks else stateful
         body = _grad_and_values if with_values else _grad_body
         fn = lambda inputs, key, observed=None: body(plan, self.mode, wrt, n, inputs, key, check_observed(plan, observed, n))  # noqa: E731
         return _checks.emitting(fn) if self.checks else fn
@@ -312,7 +359,9 @@ class CompiledGraph:
         return f"CompiledGraph({self.graph.name!r}, mode={self.mode!r}, {len(self.graph)} nodes)"
 
 
-def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = None, checks: bool = False) -> CompiledGraph:
+def compile(
+    graph, *, mode: str = "surrogate", example_inputs: dict | None = None, checks: bool = False, unbiased: bool = False
+) -> CompiledGraph:
     """Check ``graph`` (a :class:`Graph` or a :class:`scg.Temporal`) and return its :class:`CompiledGraph`.
 
     The compiled graph keeps an immutable snapshot of ``graph`` as it is now (for a
@@ -341,6 +390,10 @@ def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = Non
             Either way, ``observed`` arrays passed eagerly to a method are
             checked against the support before it runs (a :class:`GraphError`).
 
+        unbiased: refuse (GraphError naming the node) any node whose estimator is
+            not unbiased for the gradient of the expected cost (``Estimator.unbiased``:
+            Gumbel-softmax, straight-through, smoothing, direct, relaxed).
+
     Raises:
         GraphError: naming the node, for any malformed graph.
 
@@ -356,7 +409,7 @@ def compile(graph, *, mode: str = "surrogate", example_inputs: dict | None = Non
         ...
         jax._src.checkify.JaxRuntimeError: node 'x': invalid Normal parameters: scale must be positive and finite ...
     """
-    compiled = CompiledGraph(graph, mode=mode, checks=checks)
+    compiled = CompiledGraph(graph, mode=mode, checks=checks, unbiased=unbiased)
     if compiled.temporal is None:
         _warn_if_slow_to_compile(compiled.analysis, compiled.graph.name)
     if example_inputs is not None:
@@ -389,14 +442,70 @@ def _warn_if_slow_to_compile(analysis, name: str) -> None:
         )
 
 
+def _check_unbiased(analysis) -> None:
+    for name, est in analysis.estimators.items():
+        if not getattr(est, "unbiased", True):
+            raise GraphError(
+                f"node {name!r}: estimator {est.name!r} is biased for the gradient of the expected cost, and the "
+                f"graph was compiled with unbiased=True; choose an unbiased estimator for it (e.g. 'score', "
+                f"'pathwise', 'rebar', 'relax', 'arm', 'enumerate'), or compile without unbiased=True"
+            )
+
+
+def _check_any_order(analysis) -> None:
+    for name, est in analysis.estimators.items():
+        if not getattr(est, "any_order", False):
+            raise GraphError(
+                f"hvp: node {name!r}: estimator {est.name!r} has no unbiased second derivative (its gradient is "
+                f"not part of the magic-box objective); use estimator='score' or 'pathwise' for {name!r} to get "
+                f"Hessian-vector products"
+            )
+
+
 # -- the kernels ---------------------------------------------------------------------
 # Pure functions of their static arguments (a plan, options) and arrays (``inputs``, ``key``,
 # ``observed``: a dict of arrays with a leading num_samples axis, or None). CompiledGraph._kernel binds
 # the static arguments and jits each combination once.
-def _emit(plan: Plan, mode: str, inputs, key, num_samples, observed):
+def _emit(plan: Plan, mode: str, inputs, key, num_samples, observed, state=None):
     check_key(key)  # here and in every kernel: while tracing, so a jitted call pays nothing for it
     program = plan.program
-    return program.emit(program.batch_terms(inputs, key, num_samples, fixed=observed), mode)
+    state = CompiledGraph._initial_state(plan, jax.random.key(0)) if state is None else state
+    terms = program.batch_terms(inputs, key, num_samples, fixed=observed, states=_state.estimator_states(state))
+    return program.emit(terms, mode, states=_state.baseline_states(state))
+
+
+def _init_state(plan, key):
+    return CompiledGraph._initial_state(plan, key)
+
+
+def _stateful_grad(plan, mode, wrt, num_samples, inputs, key, state, observed):
+    check_key(key)
+    grads, _, new = _grad_values_state(plan, mode, wrt, num_samples, inputs, key, state, observed)
+    return grads, new
+
+
+def _grad_values_state(plan, mode, wrt, num_samples, inputs, key, state, observed=None):
+    """``(grads, values, next state)`` of one call; for estimators that train their state, the gradient of
+    ``‖ĝ‖²`` with respect to their parameters goes to ``update_state`` (:mod:`scg._program.state`)."""
+    program = plan.program
+    diff = {n: inputs[n] for n in wrt}
+
+    def loss(d, st):
+        terms = program.batch_terms({**inputs, **d}, key, num_samples, fixed=observed, states=_state.estimator_states(st))
+        q_hat = program.q_hats(terms.values)
+        out = program.emit(terms, mode, q_hat=q_hat, states=_state.baseline_states(st))
+        return out, jax.lax.stop_gradient((terms.values, q_hat))
+
+    grad_of = jax.grad(loss, has_aux=True, allow_int=True)
+    trained = _state.trained(plan.analysis, state)
+    if not trained:
+        grads, (values, q_hat) = grad_of(diff, state)
+        variance_grads = {}
+    else:
+        at = lambda params: grad_of(diff, _state.with_trained(state, params))  # noqa: E731
+        grads, pullback, (values, q_hat) = jax.vjp(at, trained, has_aux=True)
+        variance_grads = pullback(_state.double(grads))[0]
+    return grads, values, _state.advance(plan.analysis, state, values, q_hat, variance_grads)
 
 
 def _sample(plan, num_samples, inputs, key, observed):
@@ -417,10 +526,10 @@ def _traced_grad(planner: Planner, mode, num_samples, wrt, inputs, key, observed
     return _grad_body(plan, mode, wrt, num_samples, inputs, key, observed)
 
 
-def _grad_body(plan, mode, wrt, num_samples, inputs, key, observed=None):
+def _grad_body(plan, mode, wrt, num_samples, inputs, key, observed=None, state=None):
     diff = {n: inputs[n] for n in wrt}
     # allow_int: the integer leaves of a mixed pytree input get float0 zeros (CompiledGraph.grad)
-    return jax.grad(lambda d: _emit(plan, mode, {**inputs, **d}, key, num_samples, observed), allow_int=True)(diff)
+    return jax.grad(lambda d: _emit(plan, mode, {**inputs, **d}, key, num_samples, observed, state), allow_int=True)(diff)
 
 
 def _grad_and_values(plan, mode, wrt, num_samples, inputs, key, observed=None):
@@ -434,9 +543,9 @@ def _grad_and_values(plan, mode, wrt, num_samples, inputs, key, observed=None):
     return jax.grad(loss, has_aux=True, allow_int=True)({n: inputs[n] for n in wrt})
 
 
-def _grad_samples(plan, mode, wrt, num_samples, num_replicates, inputs, key):
+def _grad_samples(plan, mode, wrt, num_samples, num_replicates, inputs, key, state=None):
     check_key(key)
-    one = lambda k: _grad_body(plan, mode, wrt, num_samples, inputs, k)  # noqa: E731
+    one = lambda k: _grad_body(plan, mode, wrt, num_samples, inputs, k, None, state)  # noqa: E731
     # the largest divisor up to 1024: a remainder batch would compile the body twice
     return jax.lax.map(one, jax.random.split(key, num_replicates), batch_size=divisor_at_most(num_replicates, 1024))
 

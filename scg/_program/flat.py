@@ -63,9 +63,12 @@ class FlatProgram:
                     f"(observable nodes: {list(allowed)}): drawn (score-function, simulated) and pathwise nodes"
                 )
 
-    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None) -> SampleTerms:
+    q_shape: tuple = ()  # the shape of one sample's Q̂_w (a temporal graph's is [T])
+
+    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None, states=None) -> SampleTerms:
+        """``states``: per node, its estimator's state for this call (the same for every sample)."""
         keys = jax.random.split(key, num_samples)
-        fn = lambda k, f, lo: sample_terms(self.analysis, inputs, k, fixed=f, logp_old=lo)
+        fn = lambda k, f, lo: sample_terms(self.analysis, inputs, k, fixed=f, logp_old=lo, states=states)
         return jax.vmap(fn)(keys, fixed, logp_old)
 
     def sample_values(self, inputs, key, num_samples, *, fixed=None) -> dict:
@@ -113,14 +116,15 @@ class FlatProgram:
     def q_hats(self, values: dict) -> dict:
         return surrogate_lib.q_hats(self.analysis, values)
 
-    def advantages(self, values: dict) -> dict:
+    def advantages(self, values: dict, states: dict | None = None) -> dict:
         """``Q̂_w - b_w`` per score node (no gradient): what multiplies ``∇log p(ŵ)``."""
         q_hat = self.q_hats(values)
-        terms = SampleTerms(values, dict.fromkeys(self.score_nodes), {}, jnp.zeros(()))
-        b = surrogate_lib.baselines(self.analysis, terms, q_hat)
+        terms = SampleTerms(values, dict.fromkeys(self.score_nodes), {}, {})
+        b = surrogate_lib.baselines(self.analysis, terms, q_hat, states)
         return {w: jax.lax.stop_gradient(q_hat[w] - b[w]) for w in self.score_nodes}
 
-    def emit(self, terms: SampleTerms, mode: str, *, q_hat: dict | None = None) -> jax.Array:
+    def emit(self, terms: SampleTerms, mode: str, *, q_hat: dict | None = None, states: dict | None = None) -> jax.Array:
+        """The surrogate (``mode="surrogate"``) or magic-box objective (``"dice"``); ``states``: the baselines'."""
         if mode == "dice":
-            return surrogate_lib.emit_dice(self.analysis, terms)
-        return surrogate_lib.emit(self.analysis, terms, q_hat=q_hat)
+            return surrogate_lib.emit_dice(self.analysis, terms, states=states)
+        return surrogate_lib.emit(self.analysis, terms, q_hat=q_hat, states=states)

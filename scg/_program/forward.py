@@ -31,7 +31,7 @@ class SampleTerms(NamedTuple):
     values: dict  # node name -> value
     score_weights: dict  # score node -> log p(ŵ) (or the importance ratio)
     log_probs: dict  # score node -> log p(ŵ | DEPS_w), with gradient
-    extra: jax.Array  # sum of estimator terms added as they are
+    extra: dict  # stochastic node -> its estimator's term added as it is (scalar per sample)
 
 
 def node_key(key: jax.Array, analysis: Analysis, name: str) -> jax.Array:
@@ -166,15 +166,16 @@ def downstream_cost(analysis: Analysis, inputs, key, name, *, fixed=None, tail: 
 
 def sample_terms(
     analysis: Analysis, inputs: dict, key: jax.Array, *, fixed=None, logp_old=None, skip: frozenset = frozenset(),
-    tails: Mapping[str, Callable] | None = None,
+    tails: Mapping[str, Callable] | None = None, states: Mapping[str, Any] | None = None,
 ) -> SampleTerms:
     """One sample: values, each score node's weight and log-probability, and the estimators' extra terms.
 
     ``skip`` (deterministic, cost or loss nodes only) as in :func:`evaluate`; ``tails`` per node, as
-    ``tail`` in :func:`downstream_cost`, for estimators that re-evaluate downstream costs.
+    ``tail`` in :func:`downstream_cost`, for estimators that re-evaluate downstream costs; ``states``
+    per node, the estimator's state of this call (``NodeContext.state``; ``()`` for nodes absent).
     """
     values, dists = evaluate(analysis, inputs, key, fixed=fixed, skip=skip)
-    score_weights, log_probs, extra = {}, {}, jnp.zeros(())
+    score_weights, log_probs, extra = {}, {}, {}
     for index, name in enumerate(analysis.order):
         node = analysis.nodes[name]
         if node.kind != "stochastic":
@@ -183,9 +184,9 @@ def sample_terms(
         tail = None if tails is None else tails.get(name)
         downstream = downstream_cost(analysis, inputs, key, name, fixed=fixed, tail=tail) if est.needs_downstream else None
         old = None if logp_old is None else logp_old.get(name)
-        ctx = NodeContext(name, dists[name], values[name], jax.random.fold_in(key, index), downstream, old)
-        weight, more = est.terms(ctx)
-        extra = extra + more
+        state = () if states is None else states.get(name, ())
+        ctx = NodeContext(name, dists[name], values[name], jax.random.fold_in(key, index), downstream, old, state)
+        weight, extra[name] = est.terms(ctx)
         if est.uses_score:
             score_weights[name] = weight
             log_probs[name] = jnp.sum(dists[name].log_prob(values[name]))

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from scg._program.analysis import Analysis
+from scg._program.state import has_baseline_state
 from scg.estimators.base import magic_box
 from scg._program.forward import SampleTerms
 
@@ -32,8 +33,12 @@ def batch_mean(x: jax.Array) -> jax.Array:
     return jnp.sum(x) / x.shape[0] if x.ndim else x
 
 
-def baselines(analysis: Analysis, terms: SampleTerms, q_hat: dict) -> dict:
-    """``b_w`` per score node, shaped like the batch (zeros where none)."""
+def baselines(analysis: Analysis, terms: SampleTerms, q_hat: dict, states: dict | None = None) -> dict:
+    """``b_w`` per score node, shaped like the batch (zeros where none).
+
+    A stateful baseline (:func:`scg._program.state.has_baseline_state`) reads its state from
+    ``states``, or its initial state where ``states`` has none.
+    """
     out = {}
     for w in terms.score_weights:
         spec = analysis.nodes[w].baseline
@@ -41,6 +46,10 @@ def baselines(analysis: Analysis, terms: SampleTerms, q_hat: dict) -> dict:
             out[w] = jnp.zeros_like(q_hat[w])
         elif isinstance(spec, str):
             out[w] = jax.lax.stop_gradient(terms.values[spec]).reshape(q_hat[w].shape)
+        elif has_baseline_state(spec):
+            state = (states or {}).get(w)
+            state = spec.init_state(w, q_hat[w].shape[1:]) if state is None else state
+            out[w] = jax.lax.stop_gradient(spec(w, q_hat[w], state))
         else:
             out[w] = jax.lax.stop_gradient(spec(w, q_hat[w]))
     return out
@@ -74,24 +83,34 @@ def q_hats(analysis: Analysis, values: dict) -> dict:
     return out
 
 
-def emit(analysis: Analysis, terms: SampleTerms, *, q_hat: dict | None = None) -> jax.Array:
+def emit(analysis: Analysis, terms: SampleTerms, *, q_hat: dict | None = None, states: dict | None = None) -> jax.Array:
     """Corollary 1 (or the ratio form, when ``terms.score_weights`` hold ratios) over a batch.
 
     Arrays have a leading sample axis (averaged) and, in temporal graphs, a
-    time axis (summed); ``q_hat`` overrides the per-node ``Q̂_w``.
+    time axis (summed); ``q_hat`` overrides the per-node ``Q̂_w``; ``states``
+    holds the stateful baselines' states (:func:`baselines`).
     """
+    return sum(emit_parts(analysis, terms, q_hat=q_hat, states=states).values(), jnp.zeros(()))
+
+
+def emit_parts(analysis: Analysis, terms: SampleTerms, *, q_hat: dict | None = None, states: dict | None = None) -> dict:
+    """The surrogate of :func:`emit` split by where its gradient comes from: ``"costs"`` (the costs and
+    losses, whose gradient is the pathwise part) and one entry per stochastic node (its score term
+    ``weight · (Q̂ − b)`` plus its estimator's extra term). They sum to the surrogate."""
     q_hat = q_hats(analysis, terms.values) if q_hat is None else q_hat
-    b = baselines(analysis, terms, q_hat)
-    total = batch_mean(_sum_costs(terms.values, analysis.costs + analysis.losses)) + batch_mean(terms.extra)
+    b = baselines(analysis, terms, q_hat, states)
+    parts = {"costs": batch_mean(_sum_costs(terms.values, analysis.costs + analysis.losses))}
+    for w, more in terms.extra.items():
+        parts[w] = batch_mean(more)
     for w, weight in terms.score_weights.items():
-        total = total + batch_mean(weight * (q_hat[w] - b[w]))
-    return total
+        parts[w] = parts.get(w, jnp.zeros(())) + batch_mean(weight * (q_hat[w] - b[w]))
+    return parts
 
 
-def emit_dice(analysis: Analysis, terms: SampleTerms) -> jax.Array:
+def emit_dice(analysis: Analysis, terms: SampleTerms, *, states: dict | None = None) -> jax.Array:
     """The magic-box objective over a batch: correct derivatives of any order."""
     q_hat = q_hats(analysis, terms.values)
-    b = baselines(analysis, terms, q_hat)
+    b = baselines(analysis, terms, q_hat, states)
     total = batch_mean(_sum_costs(terms.values, analysis.losses))
     for c in analysis.costs:
         upstream = [w for w in terms.log_probs if c in analysis.downstream_costs[w]]

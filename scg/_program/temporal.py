@@ -123,7 +123,7 @@ class TemporalProgram(FlatProgram):
         """Recorded values of drawn nodes (``[N, T, ...]``), and optionally initial carried values (``[N, ...]``)."""
         super().check_observed({k: v for k, v in (observed or {}).items() if k not in self.spec.carry})
 
-    def _one_sample(self, inputs, key, fixed, logp_old, num_samples: int = 1):
+    def _one_sample(self, inputs, key, fixed, logp_old, num_samples: int = 1, states=None):
         """``lax.scan`` over the horizon for one sample; arrays come back with a leading time axis."""
         init_key, scan_key = jax.random.split(key)
         fixed = dict(fixed or {})
@@ -135,7 +135,8 @@ class TemporalProgram(FlatProgram):
         def step(carry, xs):
             k, f, lo = xs
             terms = sample_terms(
-                self.analysis, {**inputs, **carry}, k, fixed=f, logp_old=lo, skip=self.after_scan, tails=self.tails
+                self.analysis, {**inputs, **carry}, k, fixed=f, logp_old=lo, skip=self.after_scan, tails=self.tails,
+                states=states,
             )
             new_carry = {src: terms.values[dst] for src, dst in self.spec.carry.items()}
             values = {n: v for n, v in terms.values.items() if n not in self.static_inputs}
@@ -152,9 +153,10 @@ class TemporalProgram(FlatProgram):
         later = jax.lax.map(rest, terms.values, batch_size=steps)
         return terms._replace(values={**terms.values, **{n: later[n] for n in self.after_scan if n in later}})
 
-    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None) -> SampleTerms:
+    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None, states=None) -> SampleTerms:
         keys = jax.random.split(key, num_samples)
-        terms = jax.vmap(lambda k, f, lo: self._one_sample(inputs, k, f, lo, num_samples))(keys, fixed, logp_old)
+        one = lambda k, f, lo: self._one_sample(inputs, k, f, lo, num_samples, states)  # noqa: E731
+        terms = jax.vmap(one)(keys, fixed, logp_old)
         return self._return_losses(inputs, terms)
 
     def _return_losses(self, inputs, terms: SampleTerms) -> SampleTerms:
@@ -224,11 +226,15 @@ class TemporalProgram(FlatProgram):
             out[w] = jax.lax.stop_gradient(same_step + (future if self.reaches_carry[w] else 0.0))
         return out
 
-    def emit(self, terms: SampleTerms, mode: str, *, q_hat: dict | None = None) -> jax.Array:
+    @property
+    def q_shape(self) -> tuple:
+        return (self.spec.horizon,)
+
+    def emit(self, terms: SampleTerms, mode: str, *, q_hat: dict | None = None, states: dict | None = None) -> jax.Array:
         if mode == "dice":
             raise GraphError(f"Temporal {self.spec.name!r}: mode='dice' is not supported for temporal graphs yet")
         q_hat = self.q_hats(terms.values) if q_hat is None else q_hat
-        return surrogate_lib.emit(self.analysis, terms, q_hat=q_hat)
+        return surrogate_lib.emit(self.analysis, terms, q_hat=q_hat, states=states)
 
 
 # Rows (samples × steps) per batched evaluation of the after-scan nodes. Measured on XLA:CPU (2 cores, PPO on

@@ -27,20 +27,32 @@ Class attributes (``ClassVar``, not fields) tell the compiler how the node behav
 - ``needs_downstream``: ``ctx.downstream(value)`` is used (the sum of the costs
   downstream of the node, re-evaluated with the node's value replaced).
 - ``observable``: the node's value may be given by ``observed=``.
+- ``unbiased``: the estimator's expectation is the exact gradient of the
+  expected cost (False for relaxations such as Gumbel-softmax): a graph
+  compiled with ``scg.compile(g, unbiased=True)`` refuses a node whose
+  estimator is not.
+- ``any_order``: its terms are valid in the magic-box (DiCE) objective, so
+  ``hvp`` (second derivatives) is unbiased; ``hvp`` refuses a node whose
+  estimator is not.
 
-State. An estimator may carry state between calls (a running-mean baseline,
-a learned control variate). The protocol, which the compiled methods will
-thread as ``state in, state out`` (the optax pattern; not threaded yet, so
-today every call sees the initial state):
+State. An estimator may carry state between calls (a learned control
+variate), threaded by the compiled methods as ``state in, state out`` (the
+optax pattern; :meth:`scg.CompiledGraph.init_state`, ``grad(..., state=)``,
+``grad_fn(..., with_state=True)``):
 
-- ``init_state(node_name, dist) -> pytree``: the initial state, from the
-  node's (possibly abstract) distribution at planning time. The default,
-  ``()``, means stateless.
+- ``init_state(node_name, value_aval, key) -> pytree``: the initial state,
+  from the shape and dtype of one value of the node (``jax.ShapeDtypeStruct``;
+  a temporal graph's is one step's) and a key for random initialisation. The
+  default, ``()``, means stateless.
 - ``ctx.state``: the state this call reads (:class:`NodeContext`), the same
   for every sample of the call.
 - ``update_state(state, batch: StateUpdate) -> pytree``: the next state, from
   the node's values and ``Q̂_w`` over the whole batch of the call, without
   gradient. The default returns ``state``.
+- ``trains_state`` (class attribute): the state is a dict whose ``"params"``
+  are trained to minimise the variance of the gradient estimate; the compiled
+  ``grad`` then passes ``batch.variance_grad = ∂‖ĝ‖²/∂params`` to
+  ``update_state``, which takes the optimiser step.
 
 An estimator that needs none of this overrides nothing; the built-ins are stateless.
 
@@ -87,6 +99,7 @@ class StateUpdate(NamedTuple):
     name: str
     values: Any  # the node's values, [N, ...] (or [N, T, ...] in a temporal graph)
     q_hat: jax.Array | None  # Q̂_w per sample (and step) for a score node, else None
+    variance_grad: Any = None  # ∂‖ĝ‖²/∂state["params"] for an estimator with trains_state, else None
 
 
 def total_log_prob(dist, value) -> jax.Array:
@@ -108,6 +121,9 @@ class Estimator:
     uses_score: ClassVar[bool] = False
     needs_downstream: ClassVar[bool] = False
     observable: ClassVar[bool] = True
+    unbiased: ClassVar[bool] = True
+    any_order: ClassVar[bool] = False
+    trains_state: ClassVar[bool] = False
 
     def check(self, node_name: str, dist) -> None:
         """Raise :class:`scg.GraphError` (at trace time) if ``dist`` cannot be used with this estimator."""
@@ -123,7 +139,7 @@ class Estimator:
         zero = jnp.zeros(())
         return zero, zero
 
-    def init_state(self, node_name: str, dist) -> Any:
+    def init_state(self, node_name: str, value_aval, key: jax.Array) -> Any:
         """The state before the first call; ``()``: stateless."""
         return ()
 

@@ -36,6 +36,7 @@ class Direct(Estimator):
 
     name = "direct"
     needs_downstream = True
+    unbiased = False  # for the direct objective l(θ, ε) of Eq. 11, not for the expected cost (Eq. 14)
 
     epsilon: float = 1.0
 

@@ -24,6 +24,7 @@ from scg.estimators.base import Estimator
 class Pathwise(Estimator):
     name = "pathwise"
     passes_gradient = True
+    any_order = True  # the magic-box objective (mode="dice") differentiates it to any order
 
     def check(self, node_name, dist):
         if not getattr(dist, "has_rsample", False) or not hasattr(dist, "rsample"):

@@ -42,6 +42,7 @@ from scg.estimators.base import Estimator, ExpectationContext, magic_box, total_
 class Relaxed(Estimator):
     name = "relaxed"
     passes_gradient = True
+    unbiased = False  # unbiased only for the relaxed objective with exact=True (see above)
 
     def check(self, node_name, dist):
         if not hasattr(dist, "log_prob"):

@@ -19,6 +19,7 @@ from scg.estimators.base import Estimator, NodeContext, total_log_prob
 class Score(Estimator):
     name = "score"
     uses_score = True
+    any_order = True  # the magic-box objective (mode="dice") differentiates it to any order
 
     def check(self, node_name, dist):
         if not hasattr(dist, "log_prob") or not hasattr(dist, "sample"):

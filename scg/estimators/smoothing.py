@@ -36,6 +36,7 @@ class Smoothing(Estimator):
     name = "smoothing"
     passes_gradient = True
     needs_downstream = True
+    unbiased = False  # exact only when the costs are the smoothed values Q̃ (see above)
     observable = False  # its value is the mean, not a draw: there is nothing to record
 
     def check(self, node_name, dist):

@@ -1,6 +1,6 @@
 """Checking gradient estimators against exact answers.
 
-Two halves:
+Two halves, and a report:
 
 - :func:`exact_expectation` computes ``E[Σ costs]`` of a small graph exactly,
   as a differentiable function of the inputs: discrete nodes are enumerated
@@ -13,6 +13,8 @@ Two halves:
   corrected for the number of components (Bonferroni), so that a correct
   estimator fails with probability about that of a single 5-sigma event
   while a biased one, given enough replicates, fails for sure.
+- :func:`variance_report` (:mod:`scg.testing.variance`) splits an estimator's
+  variance by node, to choose estimators node by node.
 
 Example:
     >>> import jax, scg
@@ -39,6 +41,7 @@ import numpy as np
 from scg._program.analysis import analyse
 from scg.errors import GraphError
 from scg.graph import Graph
+from scg.testing.variance import VarianceReport, variance_report  # noqa: F401 (re-exported)
 
 
 # -- exact expectations ----------------------------------------------------------------

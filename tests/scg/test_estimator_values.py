@@ -85,7 +85,7 @@ def test_an_object_that_is_no_estimator_names_the_node():
 
 def test_state_protocol_defaults_are_stateless():
     est = estimators.score()
-    assert est.init_state("x", dist.Normal(0.0, 1.0)) == ()
+    assert est.init_state("x", jax.ShapeDtypeStruct((), jnp.float32), jax.random.key(0)) == ()
     batch = estimators.StateUpdate("x", jnp.zeros(3), jnp.zeros(3))
     assert est.update_state((), batch) == ()
     ctx = estimators.NodeContext("x", dist.Normal(0.0, 1.0), jnp.zeros(()), jax.random.key(0), None, None)
