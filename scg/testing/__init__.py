@@ -61,7 +61,7 @@ def exact_expectation(graph: Graph, inputs: dict, *, quadrature: int = 20) -> ja
         if node.kind in ("input", "loss"):  # losses are outside the expected cost
             continue
         if node.kind in ("deterministic", "cost"):
-            out = jax.vmap(node.fn)(*args)
+            out = jax.vmap(node.fn, axis_size=weight.shape[0])(*args)
             if node.kind == "cost" and node.spec.reduce:
                 out = jax.vmap(jnp.sum if node.spec.reduce == "sum" else jnp.mean)(out)
             values[name] = out
@@ -71,9 +71,9 @@ def exact_expectation(graph: Graph, inputs: dict, *, quadrature: int = 20) -> ja
                 fx = jax.vmap(lambda s: node.fn(*xs, s))(support)
                 return jax.tree_util.tree_map(lambda v: jnp.tensordot(w, v, axes=1), fx)
 
-            values[name] = jax.vmap(expect)(*args)
+            values[name] = jax.vmap(expect, axis_size=weight.shape[0])(*args)
         elif node.kind == "stochastic":
-            dists = jax.vmap(node.fn)(*args)
+            dists = jax.vmap(node.fn, axis_size=weight.shape[0])(*args)
             enum = (lambda d: d.enumerate_support(quadrature)) if _is_normal(dists) else (lambda d: d.enumerate_support())
             support, w = jax.vmap(enum)(dists)  # [W, K, ...], [W, K]
             worlds, k = w.shape
