@@ -93,12 +93,16 @@ class CompiledGraph:
         self._check_support(plan, inputs, key, n, observed)
         return self._kernel(_sample, plan, n)(inputs, key, check_observed(plan, observed, n))
 
-    def surrogate(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
-        """The scalar surrogate loss; ``jax.grad`` of it is the gradient estimator (Corollary 1)."""
+    def surrogate(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None, state=None) -> jax.Array:
+        """The scalar surrogate loss; ``jax.grad`` of it is the gradient estimator (Corollary 1).
+
+        ``state`` (:meth:`init_state`): the estimators' and baselines' state it reads (the initial one by default).
+        """
         plan = self._plan(inputs)
         kernel = self._kernel(_surrogate, plan, self.mode, check_num(num_samples))
         self._check_support(plan, inputs, key, num_samples, observed)
-        return kernel(inputs, key, check_observed(plan, observed, num_samples))
+        self._check_state(plan, state)
+        return kernel(inputs, key, check_observed(plan, observed, num_samples), state)
 
     def ratio_surrogate(self, inputs: dict, old_inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """``Σ_w p(ŵ)/p̂_w (Q̂_w - b_w) + Σ_c c`` with samples drawn at ``old_inputs`` (§5.3.2).
@@ -137,7 +141,7 @@ class CompiledGraph:
         if state is not None:
             plan = self._plan(inputs)
             n = check_num(num_samples)
-            _state.check(plan.analysis, state, jax.eval_shape(lambda: self._initial_state(plan, jax.random.key(0))))
+            self._check_state(plan, state)
             if observed is not None:
                 self._check_support(plan, inputs, key, n, observed)
             kernel = self._kernel(_stateful_grad, plan, self.mode, check_wrt(plan, wrt), n)
@@ -163,6 +167,11 @@ class CompiledGraph:
         """
         plan = self._plan(inputs)
         return self._kernel(_init_state, plan)(jax.random.key(0) if key is None else key)
+
+    def _check_state(self, plan: Plan, state) -> None:
+        """GraphError unless ``state`` (if given) has the structure :meth:`init_state` returns."""
+        if state is not None:
+            _state.check(plan.analysis, state, jax.eval_shape(lambda: self._initial_state(plan, jax.random.key(0))))
 
     @staticmethod
     def _initial_state(plan: Plan, key) -> dict:
@@ -215,8 +224,7 @@ class CompiledGraph:
         """
         plan = self._plan(inputs)
         kernel = self._kernel(_grad_samples, plan, self.mode, check_wrt(plan, wrt), check_num(num_samples), check_num(num_replicates))
-        if state is not None:
-            _state.check(plan.analysis, state, jax.eval_shape(lambda: self._initial_state(plan, jax.random.key(0))))
+        self._check_state(plan, state)
         return kernel(inputs, key, state)
 
     def value(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
@@ -253,29 +261,31 @@ class CompiledGraph:
         return kernel(inputs, tangents, key, check_observed(plan, observed, num_samples))
 
     # -- pure functions, for use inside a caller's own jit / scan / vmap ----------------
-    def advantages(self, inputs: dict, values: dict) -> dict:
+    def advantages(self, inputs: dict, values: dict, state=None) -> dict:
         """``{w: Q̂_w - b_w}`` per score-function node, from sampled ``values`` (no gradient).
 
         The weight each ``∇log p(ŵ)`` gets in the surrogate: with a node baseline,
         ``Q̂ - b``; in a temporal graph, per step, and Eq. 26's GAE for a node
         declared with ``advantage=scg.GAE(λ)``. Fixed advantages are what the
         importance-ratio objectives of TRPO and PPO multiply. Pure; use inside ``jit``.
+        ``state``: where a baseline keeps state (:class:`scg.baselines.MovingAverage`), the state it reads.
         """
-        return self._plan(inputs).program.advantages(values)
+        return self._plan(inputs).program.advantages(values, _state.baseline_states(state or {}))
 
-    def sample_batch(self, inputs: dict, key: jax.Array, *, num_samples: int, observed=None) -> Batch:
+    def sample_batch(self, inputs: dict, key: jax.Array, *, num_samples: int, observed=None, state=None) -> Batch:
         """Sample ``num_samples`` times without a gradient: every node's value, the score nodes'
         log-probabilities and their advantages (:meth:`advantages`), from one forward pass.
 
         What an importance-ratio method (TRPO, PPO) starts from: the log-probabilities are
-        ``log p̂`` at the sampling inputs. ``observed`` as in :meth:`sample`. Pure; use inside ``jit``.
+        ``log p̂`` at the sampling inputs. ``observed`` as in :meth:`sample`; ``state`` as in :meth:`advantages`.
+        Pure; use inside ``jit``.
         """
         plan = self._plan(inputs)
         self._check_support(plan, inputs, key, check_num(num_samples), observed)
         check_key(key)
         terms = plan.program.batch_terms(inputs, key, num_samples, fixed=check_observed(plan, observed, num_samples))
         values, log_probs = jax.lax.stop_gradient((terms.values, terms.log_probs))
-        return Batch(values, log_probs, plan.program.advantages(values))
+        return Batch(values, log_probs, plan.program.advantages(values, _state.baseline_states(state or {})))
 
     def resolved_estimators(self, inputs: dict) -> dict:
         """``{node: estimator}`` for inputs shaped like ``inputs``: the defaults resolved (pathwise where the
@@ -513,8 +523,8 @@ def _sample(plan, num_samples, inputs, key, observed):
     return plan.program.sample_values(inputs, key, num_samples, fixed=observed)
 
 
-def _surrogate(plan, mode, num_samples, inputs, key, observed):
-    return _emit(plan, mode, inputs, key, num_samples, observed)
+def _surrogate(plan, mode, num_samples, inputs, key, observed, state=None):
+    return _emit(plan, mode, inputs, key, num_samples, observed, state)
 
 
 def _traced_grad(planner: Planner, mode, num_samples, wrt, inputs, key, observed):

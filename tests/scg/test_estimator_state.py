@@ -182,3 +182,16 @@ def test_variance_report_splits_by_node():
         _, state = est2.grad(THETA, jax.random.key(i), num_samples=16, state=state)
     with_baseline = testing.variance_report(est2, THETA, KEY, num_replicates=4000, state=state)
     assert with_baseline.parts["x"] < 0.2 * report.parts["x"], (str(report), str(with_baseline))
+
+
+def test_advantages_and_surrogate_read_the_baseline_state():
+    est = scg.compile(bernoulli_graph(scg.baselines.MovingAverage(0.5)))
+    state = est.init_state(THETA)
+    _, state = est.grad(THETA, KEY, num_samples=32, state=state)
+    b = state["x"]["baseline"]["mean"] / state["x"]["baseline"]["weight"]
+    values = est.sample(THETA, jax.random.key(3), num_samples=5)
+    np.testing.assert_allclose(est.advantages(THETA, values, state)["x"], values["f"] - b, rtol=1e-5)
+    np.testing.assert_allclose(est.advantages(THETA, values)["x"], values["f"], rtol=1e-6)  # the initial state: b = 0
+    batch = est.sample_batch(THETA, jax.random.key(3), num_samples=5, state=state)
+    np.testing.assert_allclose(batch.advantages["x"], batch.values["f"] - b, rtol=1e-5)
+    assert est.surrogate(THETA, KEY, num_samples=4, state=state) != est.surrogate(THETA, KEY, num_samples=4)
