@@ -114,6 +114,12 @@ class CompiledGraph:
         plan = self._plan(inputs)
         if self._plan(old_inputs) is not plan:
             raise GraphError("ratio_surrogate: inputs and old_inputs must have the same shapes and structure")
+        for name, est in plan.analysis.estimators.items():
+            if est.needs_downstream and not est.uses_score:  # its terms would re-draw at the new parameters
+                raise GraphError(
+                    f"ratio_surrogate: node {name!r}: estimator {est.name!r} has no importance-ratio form (it "
+                    f"re-evaluates the costs downstream at the current parameters); use estimator='score' there"
+                )
         kernel = self._kernel(_ratio, plan, check_num(num_samples))
         for at in (old_inputs, inputs):  # the record is drawn at old_inputs and weighed at inputs
             self._check_support(plan, at, key, num_samples, observed)

@@ -164,6 +164,16 @@ def downstream_cost(analysis: Analysis, inputs, key, name, *, fixed=None, tail: 
     return fn
 
 
+def _frozen_downstream(analysis: Analysis, inputs, key, name, fixed, tail):
+    """:func:`downstream_cost` with ``inputs`` and ``fixed`` held constant (built when first called)."""
+
+    def fn(value):
+        held_inputs, held_fixed = jax.lax.stop_gradient((inputs, fixed))
+        return downstream_cost(analysis, held_inputs, key, name, fixed=held_fixed, tail=tail)(value)
+
+    return fn
+
+
 def sample_terms(
     analysis: Analysis, inputs: dict, key: jax.Array, *, fixed=None, logp_old=None, skip: frozenset = frozenset(),
     tails: Mapping[str, Callable] | None = None, states: Mapping[str, Any] | None = None,
@@ -182,10 +192,13 @@ def sample_terms(
             continue
         est = _estimator(analysis, name, dists[name])
         tail = None if tails is None else tails.get(name)
-        downstream = downstream_cost(analysis, inputs, key, name, fixed=fixed, tail=tail) if est.needs_downstream else None
+        downstream = frozen = None
+        if est.needs_downstream:
+            downstream = downstream_cost(analysis, inputs, key, name, fixed=fixed, tail=tail)
+            frozen = _frozen_downstream(analysis, inputs, key, name, fixed, tail)
         old = None if logp_old is None else logp_old.get(name)
         state = () if states is None else states.get(name, ())
-        ctx = NodeContext(name, dists[name], values[name], jax.random.fold_in(key, index), downstream, old, state)
+        ctx = NodeContext(name, dists[name], values[name], jax.random.fold_in(key, index), downstream, old, state, frozen)
         weight, extra[name] = est.terms(ctx)
         if est.uses_score:
             score_weights[name] = weight

@@ -1,12 +1,19 @@
 """Gradient estimators, one module each; see :mod:`scg.estimators.base` for the interface.
 
-Each estimator is an immutable value built by a factory: ``score()``,
-``pathwise()``, ``smoothing()``, ``direct(epsilon=...)``, ``relaxed()``,
-``antithetic()``. A node's ``estimator=`` takes such a value, a registered name
-(``"score"``: the factory called with no arguments), or ``None`` for the
-default, which is :data:`DEFAULT` until planning resolves it with
-:func:`resolve_default` (pathwise if the distribution is reparameterisable,
-else score).
+Each estimator is an immutable value built by a factory. A node's ``estimator=``
+takes such a value, a registered name (``"score"``: the factory called with no
+arguments), or ``None`` for the default, which is :data:`DEFAULT` until planning
+resolves it with :func:`resolve_default` (pathwise if the distribution is
+reparameterisable, else score).
+
+Unbiased, any order (valid in ``hvp``): ``score()`` (Schulman 2016, Eq. 9),
+``pathwise()``. Unbiased, first order: ``antithetic()``, ``enumeration()``
+(name ``"enumerate"``), ``arm()``, ``disarm()`` (Bernoulli), ``unordered_set(k)``
+(Categorical), ``measure_valued()`` (Normal), and with trained state ``rebar()``,
+``relax()`` (Bernoulli). Biased (refused by ``scg.compile(g, unbiased=True)``):
+``smoothing()``, ``direct(epsilon)``, ``gumbel_softmax(temperature)``,
+``straight_through(temperature)``. For expectation nodes: ``relaxed()``. The
+README's estimator table gives node kinds and papers.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from typing import Callable
 
 from scg.errors import GraphError
 from scg.estimators.antithetic import Antithetic, antithetic
+from scg.estimators.arm import ARM, arm
 from scg.estimators.base import (
     Estimator,
     ExpectationContext,
@@ -24,10 +32,14 @@ from scg.estimators.base import (
     total_log_prob,
 )
 from scg.estimators.direct import Direct, direct
+from scg.estimators.disarm import DisARM, disarm
+from scg.estimators.enumeration import Enumerate, enumeration
+from scg.estimators.measure_valued import MeasureValued, measure_valued
 from scg.estimators.pathwise import Pathwise, pathwise
 from scg.estimators.relaxed import Relaxed, relaxed
 from scg.estimators.score import Score, score
 from scg.estimators.smoothing import Smoothing, smoothing
+from scg.estimators.unordered_set import UnorderedSet, unordered_set
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,11 @@ for _name, _factory in (
     ("direct", direct),
     ("relaxed", relaxed),
     ("antithetic", antithetic),
+    ("enumerate", enumeration),
+    ("arm", arm),
+    ("disarm", disarm),
+    ("unordered_set", unordered_set),
+    ("measure_valued", measure_valued),
 ):
     register(_name, _factory)
 
@@ -114,12 +131,22 @@ __all__ = [
     "Direct",
     "Relaxed",
     "Antithetic",
+    "Enumerate",
+    "ARM",
+    "DisARM",
+    "UnorderedSet",
+    "MeasureValued",
     "score",
     "pathwise",
     "smoothing",
     "direct",
     "relaxed",
     "antithetic",
+    "enumeration",
+    "arm",
+    "disarm",
+    "unordered_set",
+    "measure_valued",
     "register",
     "resolve_default",
     "as_estimator",

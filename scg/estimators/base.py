@@ -79,6 +79,9 @@ class NodeContext(NamedTuple):
     downstream: Callable[[Any], jax.Array] | None  # value -> sum of costs downstream, others fixed
     logp_old: jax.Array | None  # log p̂_w at the sampling parameters (importance-ratio form), else None
     state: Any = ()  # the estimator's state for this call (see the module docs); () when stateless
+    # ``downstream`` with the graph's inputs (and observed values) held constant: its gradient flows only
+    # through ``value``, to any order (a control variate that must not send gradient to other parameters)
+    frozen_downstream: Callable[[Any], jax.Array] | None = None
 
 
 class ExpectationContext(NamedTuple):

@@ -195,3 +195,42 @@ def test_advantages_and_surrogate_read_the_baseline_state():
     batch = est.sample_batch(THETA, jax.random.key(3), num_samples=5, state=state)
     np.testing.assert_allclose(batch.advantages["x"], batch.values["f"] - b, rtol=1e-5)
     assert est.surrogate(THETA, KEY, num_samples=4, state=state) != est.surrogate(THETA, KEY, num_samples=4)
+
+
+def test_ratio_surrogate_refuses_an_estimator_without_a_ratio_form():
+    g = scg.Graph("direct_ratio")
+    t = g.input("t")
+    a = g.stochastic("a", lambda t: dist.Categorical(logits=jnp.stack([t, -t])), t, estimator=scg.estimators.direct(0.5))
+    g.cost("c", lambda a: a * 1.0, a)
+    with pytest.raises(scg.GraphError, match=r"ratio_surrogate: node 'a': estimator 'direct'"):
+        scg.compile(g).ratio_surrogate({"t": 0.1}, {"t": 0.2}, KEY)
+
+
+class _ProbeDownstream(Estimator):
+    """Adds ``f(2·p)`` as its extra term, ``f`` the downstream cost re-evaluated through ``ctx.<attr>``."""
+
+    name = "probe"
+    needs_downstream = True
+
+    def __init__(self, attr):
+        object.__setattr__(self, "attr", attr)
+
+    def terms(self, ctx):
+        return jnp.zeros(()), getattr(ctx, self.attr)(2.0 * ctx.dist.probs)
+
+
+def test_frozen_downstream_sends_gradient_only_through_the_value():
+    """Cost ``w·x²`` at θ = 0: the extra ``w (2σ(θ))²`` gives θ the gradient ``8wσσ' = 3`` either way; only the
+    plain ``downstream`` also gives ``w`` the extra ``(2σ)² = 1`` beside the cost's own ``x²`` (same draws)."""
+    grads = {}
+    for attr in ("downstream", "frozen_downstream"):
+        g = scg.Graph("probe")
+        th, w = g.input("th"), g.input("w")
+        x = g.stochastic("x", lambda th: dist.Bernoulli(logits=th), th, estimator=_ProbeDownstream(attr))
+        g.cost("c", lambda x, w: w * x**2, x, w)
+        est = scg.compile(g)
+        grads[attr] = est.grad_samples({"th": jnp.asarray(0.0), "w": jnp.asarray(3.0)}, KEY, num_replicates=8)
+    for attr in grads:
+        np.testing.assert_allclose(grads[attr]["th"], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(grads["downstream"]["w"] - grads["frozen_downstream"]["w"], 1.0, rtol=1e-6)
+    assert set(np.unique(grads["frozen_downstream"]["w"])) == {0.0, 1.0}  # x² alone: both values drawn
