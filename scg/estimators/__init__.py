@@ -34,11 +34,13 @@ from scg.estimators.base import (
 from scg.estimators.direct import Direct, direct
 from scg.estimators.disarm import DisARM, disarm
 from scg.estimators.enumeration import Enumerate, enumeration
+from scg.estimators.gumbel_softmax import GumbelSoftmax, gumbel_softmax
 from scg.estimators.measure_valued import MeasureValued, measure_valued
 from scg.estimators.pathwise import Pathwise, pathwise
 from scg.estimators.relaxed import Relaxed, relaxed
 from scg.estimators.score import Score, score
 from scg.estimators.smoothing import Smoothing, smoothing
+from scg.estimators.straight_through import StraightThrough, straight_through
 from scg.estimators.unordered_set import UnorderedSet, unordered_set
 
 
@@ -79,6 +81,8 @@ for _name, _factory in (
     ("disarm", disarm),
     ("unordered_set", unordered_set),
     ("measure_valued", measure_valued),
+    ("gumbel_softmax", gumbel_softmax),
+    ("straight_through", straight_through),
 ):
     register(_name, _factory)
 
@@ -136,6 +140,8 @@ __all__ = [
     "DisARM",
     "UnorderedSet",
     "MeasureValued",
+    "GumbelSoftmax",
+    "StraightThrough",
     "score",
     "pathwise",
     "smoothing",
@@ -147,6 +153,8 @@ __all__ = [
     "disarm",
     "unordered_set",
     "measure_valued",
+    "gumbel_softmax",
+    "straight_through",
     "register",
     "resolve_default",
     "as_estimator",
