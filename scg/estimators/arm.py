@@ -11,7 +11,7 @@ alone, with an antithetic pair of evaluations of ``f``::
 draw of the reflected noise ``1 − u``, has the same distribution. ``f`` is the
 sum of the costs downstream of the node, evaluated for both with every other
 draw kept (``ctx.downstream``, common random numbers). The estimate enters the
-surrogate as ``extra = Σ_d stop_gradient(g_d) φ_d``, so the chain rule carries
+surrogate as ``extra = Σ_d stop_gradient(g_d) φ_d`` (minus its own value, so it evaluates to 0), so the chain rule carries
 ``g`` to whatever ``φ`` depends on; there is no score term (``uses_score`` is
 False, baselines do not apply: ``f(b̃) − f(b)`` needs none).
 
@@ -93,13 +93,18 @@ class ARM(Estimator):
     def sample(self, dist, key):
         return bernoulli_draw(dist, uniform_noise(dist, key))
 
+    def logit_gradient(self, logits, u, b, b_anti, f_b, f_anti):
+        """The estimate of ``∇_φ E[f]`` per element from the pair (Eq. 5-6); :class:`DisARM` overrides it."""
+        return (f_anti - f_b) * (u - 0.5)
+
     def terms(self, ctx: NodeContext):
         check_no_ratio(self.name, ctx)
         u = bernoulli_noise(ctx.dist, ctx.value, ctx.key)
         b, b_anti = bernoulli_draw(ctx.dist, u), bernoulli_draw(ctx.dist, 1.0 - u)
         f_b, f_anti = ctx.downstream(b), ctx.downstream(b_anti)
-        g = jax.lax.stop_gradient((f_anti - f_b) * (u - 0.5))
-        return jnp.zeros(()), jnp.sum(g * ctx.dist.logits)
+        g = jax.lax.stop_gradient(self.logit_gradient(ctx.dist.logits, u, b, b_anti, f_b, f_anti))
+        extra = jnp.sum(g * ctx.dist.logits)
+        return jnp.zeros(()), extra - jax.lax.stop_gradient(extra)  # evaluates to 0: the surrogate's value is kept
 
 
 def arm() -> ARM:

@@ -32,30 +32,18 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from scg.estimators.arm import bernoulli_draw, bernoulli_noise, check_bernoulli, check_no_ratio, uniform_noise
-from scg.estimators.base import Estimator, NodeContext
+from scg.estimators.arm import ARM
 
 
 @dataclass(frozen=True)
-class DisARM(Estimator):
+class DisARM(ARM):
+    """ARM's pair and checks; the Rao-Blackwellised weight of Eq. 5."""
+
     name = "disarm"
-    needs_downstream = True
 
-    def check(self, node_name, dist):
-        check_bernoulli(self.name, node_name, dist)
-
-    def sample(self, dist, key):
-        return bernoulli_draw(dist, uniform_noise(dist, key))
-
-    def terms(self, ctx: NodeContext):
-        check_no_ratio(self.name, ctx)
-        u = bernoulli_noise(ctx.dist, ctx.value, ctx.key)
-        b, b_anti = bernoulli_draw(ctx.dist, u), bernoulli_draw(ctx.dist, 1.0 - u)
-        f_b, f_anti = ctx.downstream(b), ctx.downstream(b_anti)
+    def logit_gradient(self, logits, u, b, b_anti, f_b, f_anti):
         sign = 1.0 - 2.0 * b_anti  # (−1)^{b̃_d}
-        weight = sign * (b != b_anti) * jax.nn.sigmoid(jnp.abs(ctx.dist.logits))
-        g = jax.lax.stop_gradient(0.5 * (f_b - f_anti) * weight)
-        return jnp.zeros(()), jnp.sum(g * ctx.dist.logits)
+        return 0.5 * (f_b - f_anti) * sign * (b != b_anti) * jax.nn.sigmoid(jnp.abs(logits))
 
 
 def disarm() -> DisARM:

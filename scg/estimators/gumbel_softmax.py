@@ -121,7 +121,7 @@ class GumbelSoftmax(Estimator):
         refuse_observed(self.name, node_name)
 
     def __repr__(self) -> str:
-        return f"GumbelSoftmax(temperature={self.temperature})"
+        return f"{type(self).__name__}(temperature={self.temperature})"
 
 
 def gumbel_softmax(temperature: float = 0.5) -> GumbelSoftmax:

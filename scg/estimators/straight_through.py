@@ -28,8 +28,7 @@ from dataclasses import dataclass
 
 import jax
 
-from scg.estimators.base import Estimator
-from scg.estimators.gumbel_softmax import check_relaxable, check_temperature, refuse_observed, relax
+from scg.estimators.gumbel_softmax import GumbelSoftmax, relax
 
 
 def straight_through_value(hard, soft):
@@ -38,30 +37,16 @@ def straight_through_value(hard, soft):
 
 
 @dataclass(frozen=True)
-class StraightThrough(Estimator):
+class StraightThrough(GumbelSoftmax):
+    """Gumbel-softmax's checks and flags; the hard draw as the value."""
+
     temperature: float = 1.0
 
     name = "straight_through"
-    passes_gradient = True
-    observable = False
-    unbiased = False
-
-    def __post_init__(self):
-        check_temperature(self.name, self.temperature)
-        object.__setattr__(self, "temperature", float(self.temperature))  # 1 and 1.0: one value, one repr
-
-    def check(self, node_name, dist):
-        check_relaxable(self.name, node_name, dist)
 
     def sample(self, dist, key):
         soft, hard = relax(dist, key, self.temperature)
         return straight_through_value(hard, soft)
-
-    def observe(self, node_name, dist, value):
-        refuse_observed(self.name, node_name)
-
-    def __repr__(self) -> str:
-        return f"StraightThrough(temperature={self.temperature})"
 
 
 def straight_through(temperature: float = 1.0) -> StraightThrough:
