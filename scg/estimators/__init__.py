@@ -37,6 +37,8 @@ from scg.estimators.enumeration import Enumerate, enumeration
 from scg.estimators.gumbel_softmax import GumbelSoftmax, gumbel_softmax
 from scg.estimators.measure_valued import MeasureValued, measure_valued
 from scg.estimators.pathwise import Pathwise, pathwise
+from scg.estimators.rebar import REBAR, rebar
+from scg.estimators.relax import RELAX, relax
 from scg.estimators.relaxed import Relaxed, relaxed
 from scg.estimators.score import Score, score
 from scg.estimators.smoothing import Smoothing, smoothing
@@ -83,6 +85,8 @@ for _name, _factory in (
     ("measure_valued", measure_valued),
     ("gumbel_softmax", gumbel_softmax),
     ("straight_through", straight_through),
+    ("rebar", rebar),
+    ("relax", relax),
 ):
     register(_name, _factory)
 
@@ -142,6 +146,8 @@ __all__ = [
     "MeasureValued",
     "GumbelSoftmax",
     "StraightThrough",
+    "REBAR",
+    "RELAX",
     "score",
     "pathwise",
     "smoothing",
@@ -155,6 +161,8 @@ __all__ = [
     "measure_valued",
     "gumbel_softmax",
     "straight_through",
+    "rebar",
+    "relax",
     "register",
     "resolve_default",
     "as_estimator",
