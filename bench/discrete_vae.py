@@ -27,8 +27,10 @@ Training: Adam, the same steps, batch, learning rate and seed for every estimato
 estimators or baselines with state (moving-average baseline, REBAR/RELAX parameters) the
 ``with_state=True`` form is vmapped with the state broadcast and the returned states are averaged
 over the batch (their floating leaves; other leaves are equal across the batch and taken from the
-first example). For RELAX this trains the control variate on the batch mean of the per-example
-``∂‖ĝ_i‖²``, i.e. on the sum of per-example variances. The steps run in ``lax.scan`` chunks
+first example). For REBAR and RELAX each example takes its own Adam step on its ``∂‖ĝ_i‖²`` (the
+per-example variance) and the new parameters and Adam moments are averaged: Adam's first moment is
+then that of the mean gradient, its second moment the mean of the squares, so the step is close to,
+not the same as, one Adam step on the batch mean. The steps run in ``lax.scan`` chunks
 under one ``jit``; between chunks the host evaluates.
 
 Measured per estimator:
