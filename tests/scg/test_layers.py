@@ -84,7 +84,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 LAYERS = (
     ("scg.errors", "scg._order", "scg._program"),  # scg._program: the package's (empty) __init__
     ("scg.dist", "scg.returns", "scg._draw", "scg.gumbel"),
-    ("scg.estimators",),
+    ("scg.estimators", "scg.search"),  # scg.search: the top-down Gumbel search over trees (DirPG)
     ("scg.graph",),
     ("scg.temporal",),  # the declaration Temporal
     ("scg._program.analysis",),
