@@ -1,6 +1,8 @@
 """Helpers shared by test modules (importable because ``tests/conftest.py`` puts this folder on ``sys.path``)."""
 import contextlib
 
+import jax.numpy as jnp
+
 import pytest
 
 import scg
@@ -57,3 +59,20 @@ def steps_to_threshold(algo: str, env_name: str, threshold: float, max_steps: in
     _, metrics = run(init(keys), max_steps // (config.num_envs * config.horizon))
     metrics = jax.tree_util.tree_map(np.asarray, metrics)
     return steps_to_reach(metrics, threshold, max_steps=max_steps), metrics["mean_return"][:, -1]
+
+
+def bernoulli_among_others(estimator):
+    """A Bernoulli[2] node ``z`` with ``estimator`` between a score Categorical ``c`` and pathwise Normals ``y``
+    (upstream) and ``x`` (downstream), with costs through all of them: every kind of gradient path into and out
+    of ``z``, for the z-tests of Bernoulli estimators mixed with others in one graph (ARM, DisARM, REBAR, RELAX)."""
+    from scg import dist
+
+    g = scg.Graph("mixed")
+    phi, mu, theta = g.input("phi"), g.input("mu"), g.input("theta")
+    c = g.stochastic("c", lambda t: dist.Categorical(logits=t), theta, estimator="score")
+    y = g.stochastic("y", lambda m: dist.Normal(m, 0.5), mu, estimator="pathwise")
+    z = g.stochastic("z", lambda p, c, y: dist.Bernoulli(logits=p + 0.5 * c + 0.7 * y), phi, c, y, estimator=estimator)
+    x = g.stochastic("x", lambda z, y: dist.Normal(z[0] - z[1] + 0.3 * y, 0.4), z, y, estimator="pathwise")
+    g.cost("f", lambda x, c, z: (x - 1.0) ** 2 + jnp.cos(c) * z[0], x, c, z)
+    g.cost("h", lambda y: 0.2 * y**2, y)
+    return g

@@ -26,6 +26,7 @@ from scg._program.analysis import analyse
 from scg.errors import GraphError
 from scg.estimators.arm import ARM, arm, bernoulli_draw, bernoulli_noise, uniform_noise
 from scg.estimators.disarm import DisARM, disarm
+from support import bernoulli_among_others
 
 REPLICATES = 8192
 VECTOR = {"phi": jnp.array([0.3, -0.8, 1.2])}
@@ -44,16 +45,7 @@ def vector(estimator, baseline=None) -> scg.Graph:
     return g
 
 
-def mixed(estimator) -> scg.Graph:
-    g = scg.Graph("mixed")
-    phi, mu, theta = g.input("phi"), g.input("mu"), g.input("theta")
-    c = g.stochastic("c", lambda t: dist.Categorical(logits=t), theta, estimator="score")
-    y = g.stochastic("y", lambda m: dist.Normal(m, 0.5), mu, estimator="pathwise")
-    z = g.stochastic("z", lambda p, c, y: dist.Bernoulli(logits=p + 0.5 * c + 0.7 * y), phi, c, y, estimator=estimator)
-    x = g.stochastic("x", lambda z, y: dist.Normal(z[0] - z[1] + 0.3 * y, 0.4), z, y, estimator="pathwise")
-    g.cost("f", lambda x, c, z: (x - 1.0) ** 2 + jnp.cos(c) * z[0], x, c, z)
-    g.cost("h", lambda y: 0.2 * y**2, y)
-    return g
+mixed = bernoulli_among_others
 
 
 def toy(estimator, baseline=None) -> scg.Graph:

@@ -25,6 +25,7 @@ from scg._program.analysis import analyse
 from scg.estimators.arm import bernoulli_draw, uniform_noise
 from scg.estimators.rebar import REBAR, conditional_sample, logistic_sample, rebar
 from scg.estimators.relax import RELAX, relax
+from support import bernoulli_among_others
 
 REPLICATES = 8192
 STEPS = 400
@@ -43,16 +44,7 @@ def vector(estimator) -> scg.Graph:
     return g
 
 
-def mixed(estimator) -> scg.Graph:
-    g = scg.Graph("mixed")
-    phi, mu, theta = g.input("phi"), g.input("mu"), g.input("theta")
-    c = g.stochastic("c", lambda t: dist.Categorical(logits=t), theta, estimator="score")
-    y = g.stochastic("y", lambda m: dist.Normal(m, 0.5), mu, estimator="pathwise")
-    z = g.stochastic("z", lambda p, c, y: dist.Bernoulli(logits=p + 0.5 * c + 0.7 * y), phi, c, y, estimator=estimator)
-    x = g.stochastic("x", lambda z, y: dist.Normal(z[0] - z[1] + 0.3 * y, 0.4), z, y, estimator="pathwise")
-    g.cost("f", lambda x, c, z: (x - 1.0) ** 2 + jnp.cos(c) * z[0], x, c, z)
-    g.cost("h", lambda y: 0.2 * y**2, y)
-    return g
+mixed = bernoulli_among_others
 
 
 # -- deliberately wrong variants --------------------------------------------------------------------------
