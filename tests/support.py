@@ -76,3 +76,22 @@ def bernoulli_among_others(estimator):
     g.cost("f", lambda x, c, z: (x - 1.0) ** 2 + jnp.cos(c) * z[0], x, c, z)
     g.cost("h", lambda y: 0.2 * y**2, y)
     return g
+
+
+# The random tree MDP of the search and DirPG tests (tests/scg/test_search.py, tests/algorithms/test_dirpg_gradient.py):
+# nodes are heap ids, the child of node i by action a is A*i + 1 + a; each test draws its own rewards and policy.
+A, DEPTH = 3, 3
+NUM_IDS = sum(A**d for d in range(DEPTH + 1))
+EARLY_TERMINAL = 3  # root's action 2 ends the episode at depth 1
+ILLEGAL = (1, 0)  # action 0 is illegal in node 1
+
+
+def tree_depth(i: int) -> int:
+    d = 0
+    while i > 0:
+        i, d = (i - 1) // A, d + 1
+    return d
+
+
+def is_done(i: int) -> bool:
+    return i == EARLY_TERMINAL or tree_depth(i) == DEPTH

@@ -13,16 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms.dirpg_gradient import DirPGGradient, dirpg_gradient, dirpg_surrogate, trajectory_log_prob
+from scg.algorithms.dirpg_gradient import DirPGGradient, dirpg_gradient, dirpg_surrogate, trajectory_log_prob
 from scg import testing
 from scg.errors import GraphError
 from scg.search import Tree
+from support import A, DEPTH, ILLEGAL, NUM_IDS, is_done
 
 N = 20_000
-A, DEPTH = 3, 3
-NUM_IDS = sum(A**d for d in range(DEPTH + 1))  # heap ids: child of i by a is A*i + 1 + a
-EARLY_TERMINAL = 3  # root's action 2 ends the episode at depth 1
-ILLEGAL = (1, 0)  # action 0 is illegal in node 1
 EXPANSIONS = 23  # every reachable node but the root
 
 _rng = np.random.default_rng(2014)
@@ -30,17 +27,6 @@ REWARD = _rng.uniform(-0.5, 0.5, NUM_IDS).astype(np.float32)  # reward of the st
 THETA = _rng.normal(0.0, 1.0, (NUM_IDS, A)).astype(np.float32)
 LEGAL = np.ones((NUM_IDS, A), bool)
 LEGAL[ILLEGAL] = False
-
-
-def _depth(i):
-    d = 0
-    while i > 0:
-        i, d = (i - 1) // A, d + 1
-    return d
-
-
-def is_done(i):
-    return i == EARLY_TERMINAL or _depth(i) == DEPTH
 
 
 def _enumerate(i=0, path=()):

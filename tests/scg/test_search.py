@@ -19,29 +19,15 @@ from scipy import stats
 from scg.envs.paper.deep_sea import DeepSea
 from scg.errors import GraphError
 from scg.search import SearchResult, Tree, search
+from support import A, DEPTH, ILLEGAL, NUM_IDS, is_done
 
 ALPHA = 1e-4
 N = 20_000
-A, DEPTH = 3, 3
-NUM_IDS = sum(A**d for d in range(DEPTH + 1))  # heap ids: child of i by a is A*i + 1 + a
-EARLY_TERMINAL = 3  # root's action 2 ends the episode at depth 1
-ILLEGAL = (1, 0)  # action 0 is illegal in node 1
 
 _rng = np.random.default_rng(14)
 REWARD = _rng.uniform(-0.5, 0.5, NUM_IDS).astype(np.float32)  # reward of the step into each node
 LOGITS = _rng.normal(0.0, 1.0, (NUM_IDS, A)).astype(np.float32)
 LOGITS[ILLEGAL] = -np.inf
-
-
-def _depth(i):
-    d = 0
-    while i > 0:
-        i, d = (i - 1) // A, d + 1
-    return d
-
-
-def is_done(i):
-    return i == EARLY_TERMINAL or _depth(i) == DEPTH
 
 
 def enumerate_tree():
