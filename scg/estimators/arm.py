@@ -25,7 +25,7 @@ that key's noise exactly.
 Bernoulli nodes of :mod:`scg.dist` only (values are floats in {0, 1}), of any
 shape. Surrogate mode only (``any_order = False``: the magic-box objective of
 ``mode="dice"`` ignores ``extra``); no importance-ratio form (the partner of a
-value drawn at other parameters is unknown). Unbiasedness, the variance against
+value drawn at other parameters is unknown; `ratio_surrogate` refuses it, as every estimator that re-evaluates the downstream costs without a score term). Unbiasedness, the variance against
 the score function and against DisARM (:mod:`scg.estimators.disarm`) are
 checked in ``tests/scg/test_arm.py``.
 """
@@ -47,14 +47,6 @@ def check_bernoulli(estimator: str, node_name: str, dist) -> None:
         raise GraphError(
             f"stochastic node {node_name!r}: estimator {estimator!r} needs a Bernoulli with logits "
             f"(scg.dist.Bernoulli, any shape), got {type(dist).__name__}"
-        )
-
-
-def check_no_ratio(estimator: str, ctx: NodeContext) -> None:
-    if ctx.logp_old is not None:
-        raise GraphError(
-            f"stochastic node {ctx.name!r}: estimator {estimator!r} has no importance-ratio form "
-            f"(ratio_surrogate); use estimator='score' there"
         )
 
 
@@ -98,7 +90,6 @@ class ARM(Estimator):
         return (f_anti - f_b) * (u - 0.5)
 
     def terms(self, ctx: NodeContext):
-        check_no_ratio(self.name, ctx)
         u = bernoulli_noise(ctx.dist, ctx.value, ctx.key)
         b, b_anti = bernoulli_draw(ctx.dist, u), bernoulli_draw(ctx.dist, 1.0 - u)
         f_b, f_anti = ctx.downstream(b), ctx.downstream(b_anti)

@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import optax
 
 from scg.errors import GraphError
-from scg.estimators.arm import bernoulli_draw, bernoulli_noise, check_bernoulli, check_no_ratio, uniform_noise
+from scg.estimators.arm import bernoulli_draw, bernoulli_noise, check_bernoulli, uniform_noise
 from scg.estimators.base import Estimator, NodeContext, StateUpdate, total_log_prob
 
 
@@ -137,7 +137,6 @@ class REBAR(Estimator):
         return conditional_sample(logits, b, v)
 
     def terms(self, ctx: NodeContext):
-        check_no_ratio(self.name, ctx)
         params, logits = ctx.state["params"], ctx.dist.logits
         u = bernoulli_noise(ctx.dist, ctx.value, ctx.key)
         v = uniform_noise(ctx.dist, jax.random.fold_in(ctx.key, 1))

@@ -122,8 +122,6 @@ class UnorderedSet(Estimator):
         return jnp.exp(log_w) * (f - baseline)
 
     def terms(self, ctx: NodeContext):
-        if ctx.logp_old is not None:
-            raise GraphError(f"stochastic node {ctx.name!r}: estimator 'unordered_set' has no importance-ratio form")
         log_p = jax.nn.log_softmax(ctx.dist.logits)
         subset = self.draw_set(ctx.dist, ctx.key, ctx.value)
         f = sg(jax.vmap(ctx.downstream)(subset))
