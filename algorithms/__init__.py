@@ -7,6 +7,9 @@ from scg.algorithms import svg1
 from scg.algorithms import ppo
 from scg.algorithms import reinforce
 from scg.algorithms import trpo
+from scg.algorithms import cucb
+from scg.algorithms import dirpg
+from scg.algorithms import trajectory_cem
 from scg.algorithms import cem, search_gradient  # noqa: E401  (CEM and the search-gradient methods share one graph)
 from scg.algorithms.base import ALGORITHMS
 from scg.algorithms.base import Algorithm

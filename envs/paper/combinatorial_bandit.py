@@ -6,7 +6,12 @@ after the last one the agent receives the bandit reward of the tree::
 
     r_T = Σ_{e ∈ T} r_e,     r_e ~ Uniform(0, 2 μ_e)   (fresh draws every episode)
 
-so ``E[r_T | T] = Σ_{e ∈ T} μ_e``. All earlier rewards are 0.
+so ``E[r_T | T] = Σ_{e ∈ T} μ_e``. All earlier rewards are 0. The draws ``r_e``
+are made once per episode, at ``reset``, and kept in the state
+(``state.draws``): every tree queried from that episode's start state, e.g.
+each leaf of a DirPG search that branches the state, is paid from the same
+``r_e`` (§6.1, ~L217), and a semi-bandit learner can read the ``r_e`` of the
+edges it chose from ``state.draws``.
 
 Legal actions (App. C.1): including an edge that closes a cycle is illegal;
 excluding an edge is illegal when the tree could no longer be completed. The
@@ -51,6 +56,7 @@ class CombinatorialBanditParams(NamedTuple):
 class CombinatorialBanditState(NamedTuple):
     t: jax.Array  # index of the edge to decide next
     included: jax.Array  # (|E|,) bool, decisions so far (False for undecided)
+    draws: jax.Array  # (|E|,) the episode's edge rewards r_e ~ Uniform(0, 2 μ_e), drawn at reset
 
 
 class CombinatorialBandit(Environment):
@@ -100,18 +106,18 @@ class CombinatorialBandit(Environment):
         return jnp.stack([still_connected | over, ~closes_cycle | over])
 
     def reset_env(self, key, params):
-        del key
-        state = CombinatorialBanditState(t=jnp.int32(0), included=jnp.zeros(self.num_edges, bool))
+        draws = jax.random.uniform(key, (self.num_edges,), jnp.float32) * 2.0 * params.mu
+        state = CombinatorialBanditState(t=jnp.int32(0), included=jnp.zeros(self.num_edges, bool), draws=draws)
         return self.get_obs(state), state
 
     def step_env(self, key, state, action, params):
+        del key  # the step is deterministic; the episode's randomness was drawn at reset
         legal = self.legal_mask(state)
         taken = jnp.where(legal[action], action, 1 - action).astype(jnp.int32)
         included = state.included.at[state.t].set(taken == 1)
-        new = CombinatorialBanditState(t=state.t + 1, included=included)
+        new = state._replace(t=state.t + 1, included=included)
         done = self.is_terminal(new, params)
-        draws = jax.random.uniform(key, (self.num_edges,), jnp.float32) * 2.0 * params.mu
-        reward = jnp.where(done, jnp.sum(jnp.where(included, draws, 0.0)), 0.0)
+        reward = jnp.where(done, jnp.sum(jnp.where(included, state.draws, 0.0)), 0.0)
         info = {"legal_mask": self.legal_mask(new), "action_taken": taken}
         return Timestep(self.get_obs(new), new, reward, done, jnp.zeros_like(done), info)
 
@@ -130,6 +136,19 @@ class CombinatorialBandit(Environment):
 
     def action_space(self, params):
         return Discrete(2)
+
+    def episode_length(self, params=None) -> int:
+        """Every episode is exactly ``|E|`` decisions (static)."""
+        return self.num_edges
+
+    def num_states(self, params=None) -> int:
+        """Size of the tabular index :meth:`state_index` (one entry per edge decision)."""
+        return self.num_edges
+
+    def state_index(self, state: CombinatorialBanditState, params=None) -> jax.Array:
+        """The decision index ``t`` (clipped to the last edge once over): a tabular policy on it is the
+        paper's ``P(include e) = σ(θ_e)`` per edge (§6.1, ~L226)."""
+        return jnp.minimum(state.t, self.num_edges - 1)
 
     def is_spanning_tree(self, included: jax.Array) -> jax.Array:
         """True iff ``included`` has ``|V| - 1`` edges and connects ``V``."""

@@ -81,6 +81,18 @@ class DeepSea(Environment):
         """The bottom row is reached."""
         return state.row >= params.size - 1
 
+    def episode_length(self, params: DeepSeaParams | None = None) -> int:
+        """Every episode is exactly ``size - 1`` steps (static: ``params.size`` must be a Python int here)."""
+        return int((params or self.default_params).size) - 1
+
+    def num_states(self, params: DeepSeaParams | None = None) -> int:
+        """Size of the tabular index :meth:`state_index`: the ``size²`` cells."""
+        return int((params or self.default_params).size) ** 2
+
+    def state_index(self, state: DeepSeaState, params: DeepSeaParams | None = None) -> jax.Array:
+        """``row · size + col``: the one-hot state of the paper's linear policy FC(25, 2) (App. C.2, ~L412)."""
+        return state.row * (params or self.default_params).size + state.col
+
     def get_obs(self, state: DeepSeaState, params=None) -> jax.Array:
         return jnp.stack([state.row, state.col]).astype(jnp.float32)
 
