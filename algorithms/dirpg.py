@@ -36,7 +36,7 @@ are our choices.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -81,11 +81,7 @@ TUNED = {
 }
 
 
-class TrainState(NamedTuple):
-    params: dict
-    opt_state: optax.OptState
-    recent: episodes.EpisodeStats  # returns of a_opt
-    key: jax.Array
+TrainState = trajectories.PolicyTrainState
 
 
 def make(env, env_params, config: DirPGConfig | dict | None = None):
@@ -113,9 +109,7 @@ def make(env, env_params, config: DirPGConfig | dict | None = None):
         return dirpg_gradient(policy.logits, make_tree, params, search_key, **search_options)
 
     def init(key):
-        key, k = jax.random.split(key)
-        params = policy.init(k)
-        return TrainState(params, optimizer.init(params), episodes.init(0, config.window), key)
+        return trajectories.init_train_state(policy, optimizer, config.window, key)
 
     def update(state: TrainState, batch=None):
         if batch is not None:
@@ -123,8 +117,7 @@ def make(env, env_params, config: DirPGConfig | dict | None = None):
         key, k = jax.random.split(state.key)
         out = jax.vmap(one_episode, in_axes=(None, 0))(state.params, jax.random.split(k, config.num_episodes))
         ascent = jax.tree_util.tree_map(lambda g: jnp.mean(g, axis=0), out.grad)
-        updates, opt_state = optimizer.update(jax.tree_util.tree_map(jnp.negative, ascent), state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state = trajectories.descend(optimizer, jax.tree_util.tree_map(jnp.negative, ascent), state)
         s = out.search
         surrogate = jax.vmap(lambda r: dirpg_surrogate(policy.logits, state.params, r, config.epsilon))(s)
         improved = s.improved.astype(jnp.float32)

@@ -29,13 +29,38 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
+from scg.algorithms import episodes
 from scg.algorithms.config import ConfigError
 from scg.algorithms.networks import make_policy
 from scg.envs.spaces import Discrete
 from scg.search import Trajectory, Tree, search
 
 POLICY_KINDS = ("tabular", "mlp")
+
+
+class PolicyTrainState(NamedTuple):
+    """The training state of a whole-episode policy method (DirPG, trajectory-elite CEM)."""
+
+    params: Any
+    opt_state: optax.OptState
+    recent: episodes.EpisodeStats  # returns of the last ``window`` episodes
+    key: jax.Array
+
+
+def init_train_state(policy: "StatePolicy", optimizer: optax.GradientTransformation, window: int,
+                     key: jax.Array) -> PolicyTrainState:
+    """Fresh policy parameters from ``key``, the optimizer's state and an empty episode window."""
+    key, k = jax.random.split(key)
+    params = policy.init(k)
+    return PolicyTrainState(params, optimizer.init(params), episodes.init(0, window), key)
+
+
+def descend(optimizer: optax.GradientTransformation, grads, state: PolicyTrainState):
+    """One optimizer step *down* ``grads``: ``(params, opt_state)``."""
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return optax.apply_updates(state.params, updates), opt_state
 
 
 class StatePolicy(NamedTuple):

@@ -18,7 +18,7 @@ Metrics: ``env_steps`` the steps of the N episodes; ``mean_return`` the mean ret
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -64,11 +64,7 @@ class TrajectoryCEMConfig(Config):
             raise ConfigError(f"trajectory_cem config: policy must be one of {trajectories.POLICY_KINDS}, got {self.policy!r}")
 
 
-class TrainState(NamedTuple):
-    params: dict
-    opt_state: optax.OptState
-    recent: episodes.EpisodeStats
-    key: jax.Array
+TrainState = trajectories.PolicyTrainState
 
 
 def make(env, env_params, config: TrajectoryCEMConfig | dict | None = None):
@@ -78,9 +74,7 @@ def make(env, env_params, config: TrajectoryCEMConfig | dict | None = None):
     optimizer = optax.adam(config.learning_rate)
 
     def init(key):
-        key, k = jax.random.split(key)
-        params = policy.init(k)
-        return TrainState(params, optimizer.init(params), episodes.init(0, config.window), key)
+        return trajectories.init_train_state(policy, optimizer, config.window, key)
 
     def update(state: TrainState, batch=None):
         if batch is not None:
@@ -96,8 +90,7 @@ def make(env, env_params, config: TrajectoryCEMConfig | dict | None = None):
             return -jnp.sum(w * logp)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state = trajectories.descend(optimizer, grads, state)
         recent = episodes.push(state.recent, trajs.ret)
         metrics = episodes.metrics(recent, env_steps=jnp.sum(trajs.length), loss=loss, grads=grads,
                                    elite_return=jnp.sum(w * trajs.ret))
