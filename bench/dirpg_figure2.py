@@ -292,18 +292,19 @@ def plot(path: Path, ab: dict, c: dict, d: dict) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="bandit runs (the paper's 10)")
-    parser.add_argument("--bandit-updates", type=int, default=1500)
+    parser.add_argument("--bandit-updates", type=int, default=6000,
+                        help="DirPG updates per bandit run (one search each: ~100k tree queries)")
     parser.add_argument("--seeds", type=int, default=5, help="DeepSea seeds per ε")
     parser.add_argument("--episodes", type=int, default=400_000, help="DeepSea episodes per ε (the paper's 400k)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 runs, 200 updates, 20k episodes")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 runs, 800 updates, 20k episodes")
     parser.add_argument("--out", default=str(RESULTS / "dirpg_figure2.json"))
     parser.add_argument("--reuse-2c", action="store_true", help="take Fig. 2c from the existing --out file (the slow panel)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.runs, args.bandit_updates, args.seeds, args.episodes = 3, 200, 2, 20_000
+        args.runs, args.bandit_updates, args.seeds, args.episodes = 3, 800, 2, 20_000
     t0 = time.perf_counter()
     d = figure_2d()
-    ab = figure_2ab(args.runs, args.bandit_updates, chunk=50, window=500)
+    ab = figure_2ab(args.runs, args.bandit_updates, chunk=200, window=500)
     print(f"2a: exact return {ab['checks']['initial_exact_return']:.3f} -> {ab['checks']['final_exact_return_mean']:.3f}; "
           f"last 10% {ab['last_10pct_mean']}; 2b {ab['search_length_until_improvement']}", flush=True)
     if args.reuse_2c:

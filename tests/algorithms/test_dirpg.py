@@ -98,11 +98,11 @@ def train_bandit(algo: str, iterations: int, seeds: int = 2, overrides=None):
 
 
 def test_dirpg_learns_the_spanning_tree_bandit():
-    config, states, m = train_bandit("dirpg", 60)
+    config, states, m = train_bandit("dirpg", 240)  # 240 searches, one update each (Algorithm 1)
     policy = trajectories.make_state_policy(ENV, PARAMS, config.policy)
     exact = np.asarray(exact_return_fn(policy)(states.params))
-    print("dirpg exact return after 60 updates", exact, "queries", m["queries"].sum(1) * config.num_episodes)
-    assert np.all(exact > 2.3)  # from 1.988 (uniform); measured 2.5-2.6 at this budget, 3.0 is optimal
+    print("dirpg exact return after 240 updates", exact, "queries", m["queries"].sum(1) * config.num_episodes)
+    assert np.all(exact > 2.3)  # from 1.988 (uniform); measured 2.75-2.85 at this budget, 3.0 is optimal
     assert np.all(m["improved"].mean(1) > 0.05) and np.all(m["env_steps"] <= config.num_episodes * config.budget)
     assert np.all(np.isfinite(m["loss"]))
     assert np.array_equal(m["grad_norm"] > 0, m["improved"] > 0)  # zero gradient iff no search improved (Alg. 1)
