@@ -86,6 +86,7 @@ from _util import environment, write_json_atomic  # noqa: E402
 
 from scg.algorithms.dirpg_gradient import dirpg_gradient, trajectory_log_prob  # noqa: E402
 from scg.algorithms.trajectory_cem import elite_weights  # noqa: E402
+from scg.returns import cost_to_go  # noqa: E402
 from scg.search import Trajectory, search  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -127,7 +128,8 @@ def _step_log_probs(params, image, direction, action):
 def reinforce_loss(params, image, direction, action, reward, length):
     """``−(1/N) Σ_i Σ_t log π(a_t|s_t) Σ_{i≥t} r_i`` (App. C.3's action-level REINFORCE, ~L424)."""
     valid = jnp.arange(action.shape[1])[None, :] < length[:, None]
-    to_go = jnp.flip(jnp.cumsum(jnp.flip(reward, 1), 1), 1)
+    zeros = jnp.zeros_like(reward)  # padding beyond `length` has reward 0, so no terminal flags are needed
+    to_go = jax.vmap(lambda r, z: cost_to_go(r, z, z, z, 1.0))(reward, zeros)  # Σ_{i≥t} r_i
     logp = _step_log_probs(params, image, direction, action)
     return -jnp.mean(jnp.sum(jnp.where(valid, logp * to_go, 0.0), axis=1))
 
