@@ -10,6 +10,8 @@ from scg.algorithms import trpo
 from scg.algorithms import cucb
 from scg.algorithms import dirpg
 from scg.algorithms import trajectory_cem
+from scg.algorithms import rpg
+from scg.algorithms import svginf
 from scg.algorithms import cem, search_gradient  # noqa: E401  (CEM and the search-gradient methods share one graph)
 from scg.algorithms.base import ALGORITHMS
 from scg.algorithms.base import Algorithm

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from scg.envs.core import Environment
+from scg.envs.rewards import smooth_indicator
 from scg.envs.spaces import Box, Discrete
 
 
@@ -127,7 +128,7 @@ class Acrobot(Environment):
             r = env.smooth_reward(state, lam=1.0, alpha=10.0)
             g = jax.grad(lambda th1: env.smooth_reward(state._replace(theta1=th1)))(state.theta1)
         """
-        return lam * jax.nn.sigmoid(alpha * (self.height(state) - 1.0))
+        return smooth_indicator(self.height(state) - 1.0, lam, alpha)
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         return jnp.stack(

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from scg.envs.core import Environment
+from scg.envs.rewards import smooth_indicator
 from scg.envs.spaces import Box, Discrete
 
 
@@ -105,6 +106,20 @@ class CartPole(Environment):
             | (state.theta < -params.theta_threshold_radians)
             | (state.theta > params.theta_threshold_radians)
         )
+
+    def alive_margin(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
+        """``h(s) = min(1 - |x| / x_max, 1 - |θ| / θ_max)``: ≥ 0 exactly where the episode goes on (:meth:`is_terminal`)."""
+        params = self.default_params if params is None else params
+        return jnp.minimum(1.0 - jnp.abs(state.x) / params.x_threshold,
+                           1.0 - jnp.abs(state.theta) / params.theta_threshold_radians)
+
+    def smooth_reward(self, state: EnvState, params: EnvParams | None = None, lam: float = 1.0, alpha: float = 10.0):
+        """RPG surrogate ``lam * sigmoid(alpha * h(s))`` of the reward ``1[alive]``, ``h`` = :meth:`alive_margin`.
+
+        Levy and Ermon 2018, "Extension to discrete rewards" (:mod:`scg.envs.rewards`). The paper
+        smooths the Cart Pole reward too but gives no ``h``: the alive margin is our choice.
+        """
+        return smooth_indicator(self.alive_margin(state, params), lam, alpha)
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         return jnp.stack([state.x, state.x_dot, state.theta, state.theta_dot])

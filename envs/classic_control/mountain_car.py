@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from scg.envs.core import Environment
+from scg.envs.rewards import smooth_indicator
 from scg.envs.spaces import Box, Discrete
 
 
@@ -99,7 +100,7 @@ class MountainCar(Environment):
             dr_dpos = jax.grad(lambda p: env.smooth_reward(state._replace(position=p)))(state.position)
         """
         params = self.default_params if params is None else params
-        return lam * jax.nn.sigmoid(alpha * (state.position - params.goal_position))
+        return smooth_indicator(state.position - params.goal_position, lam, alpha)
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         return jnp.stack([state.position, state.velocity])

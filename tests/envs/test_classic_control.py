@@ -294,6 +294,7 @@ def test_pendulum_gradient_through_rollout(x64):
     [
         (MountainCar, ("position", "velocity"), [[0.45, 0.01], [0.52, -0.02], [-0.3, 0.0]]),
         (Acrobot, ("theta1", "theta2", "dtheta1", "dtheta2"), [[2.5, 0.3, 0.1, -0.2], [-2.9, -0.4, 1.0, 2.0], [0.1, 0.2, 0.0, 0.0]]),
+        (CartPole, ("x", "x_dot", "theta", "theta_dot"), [[0.5, 0.1, 0.05, 0.0], [2.5, 0.0, 0.01, 0.0], [0.1, 0.0, -0.25, 0.3]]),
     ],
 )
 def test_smooth_reward(env_cls, fields, points, x64):
@@ -310,7 +311,11 @@ def test_smooth_reward(env_cls, fields, points, x64):
         np.testing.assert_allclose(jax.jacfwd(f)(jnp.asarray(x)), _fd_jacobian(f, jnp.asarray(x)), rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(jax.grad(f)(jnp.asarray(x)), jax.jacfwd(f)(jnp.asarray(x)), rtol=1e-12)
         state = to_state(jnp.asarray(x))
-        goal = state.position >= params.goal_position if env_cls is MountainCar else env.height(state) > 1.0
+        goal = {
+            MountainCar: lambda: state.position >= params.goal_position,
+            Acrobot: lambda: env.height(state) > 1.0,
+            CartPole: lambda: ~env.is_terminal(state, params),
+        }[env_cls]()
         r_sharp = env.smooth_reward(state, params, lam=2.0, alpha=1e4)
         np.testing.assert_allclose(r_sharp, 2.0 * float(goal), atol=1e-6)
         assert 0.0 < float(env.smooth_reward(state, params, lam=2.0, alpha=1.0)) < 2.0
