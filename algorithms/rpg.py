@@ -97,6 +97,7 @@ def _cartpole() -> Task:
     def to_state(x, clock):
         return EnvState(x[0], x[1], x[2], x[3], jnp.zeros((), jnp.int32))
 
+    # α = 10: h ∈ [0, 1] on the alive set, h ≈ 1 at the start (σ(10) ≈ 1, the gradient grows toward the edges).
     return Task(lambda o: o, _no_clock, lambda x, c: x, lambda a: 2.0 * a[None].astype(jnp.float32) - 1.0,
                 lambda x, c, alpha: env.smooth_reward(to_state(x, c), alpha=alpha), False, 10.0, to_state)
 
@@ -106,8 +107,9 @@ def _acrobot() -> Task:
         height = -x[0] - (x[0] * x[2] - x[1] * x[3])
         return smooth_indicator(height - 1.0, 1.0, alpha)
 
+    # α = 1: at the start the tip hangs at h = -3, where α = 10 gives σ(-30) ≈ 1e-13 (no gradient); σ(-3) ≈ 0.05.
     return Task(lambda o: o, _no_clock, lambda x, c: x, lambda a: a[None].astype(jnp.float32) - 1.0,
-                reward, True, 10.0, None)
+                reward, True, 1.0, None)
 
 
 def _mountain_car() -> Task:
@@ -118,6 +120,7 @@ def _mountain_car() -> Task:
     def to_state(x, clock):
         return EnvState(x[0], x[1], jnp.zeros((), jnp.int32))
 
+    # α = 5 per unit of position: at the start (position ≈ -0.5, h ≈ -1) σ'(αh) α ≈ 0.03, not vanishing.
     return Task(lambda o: o, _no_clock, lambda x, c: x, lambda a: a[None].astype(jnp.float32) - 1.0,
                 lambda x, c, alpha: env.smooth_reward(to_state(x, c), alpha=alpha), True, 5.0, to_state)
 

@@ -93,14 +93,14 @@ def run(algo: str, env_name: str, config: dict, iterations: int, seeds: int, chu
 
 def final(record: dict) -> dict:
     """Mean ± standard error over seeds of the last ``mean_return``; total env steps per seed (mean)."""
-    last = np.asarray(record["mean_return"])[:, -1]
+    last = np.asarray(record["mean_return"], dtype=float)[:, -1]
     return {"mean": float(np.mean(last)), "se": float(np.std(last, ddof=1) / np.sqrt(len(last))),
             "per_seed": last.tolist(), "env_steps": float(np.mean(np.sum(record["env_steps"], axis=1)))}
 
 
 def crossing(record: dict, threshold: float, trajectories_per_iteration: int) -> dict:
     """The first iteration where the seed-mean curve of ``mean_return`` reaches ``threshold`` (None: never)."""
-    curve = np.nanmean(np.asarray(record["mean_return"]), axis=0)
+    curve = np.nanmean(np.asarray(record["mean_return"], dtype=float), axis=0)
     steps = np.mean(np.cumsum(np.asarray(record["env_steps"]), axis=1), axis=0)
     hit = np.flatnonzero(curve >= threshold)
     if hit.size == 0:
@@ -191,7 +191,7 @@ def plot(results: dict, path: Path) -> None:
         grid = {str(r["config"]["lr"]): final(r)["mean"] for r in cell["a2c_grid"]}
         best = next(r for r in cell["a2c_grid"] if str(r["config"]["lr"]) == max(grid, key=grid.get))
         for label, rec in (("RPG", cell["rpg"]), (f"A2C (lr {best['config']['lr']:g})", best), ("CEM", cell["cem"])):
-            ret = np.asarray(rec["mean_return"])
+            ret = np.asarray(rec["mean_return"], dtype=float)
             steps = np.mean(np.cumsum(np.asarray(rec["env_steps"]), axis=1), axis=0)
             mean = np.nanmean(ret, axis=0)
             se = np.nanstd(ret, axis=0) / np.sqrt(ret.shape[0])
