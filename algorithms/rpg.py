@@ -279,7 +279,8 @@ def step_graph(env, env_params, policy, task: Task, config: RPGConfig, *, suffix
     relaxed), ``x_next`` and the cost ``neg_reward``.
     """
     g = scg.Graph("rpg_step") if g is None else g
-    theta = g.input("theta") if "theta" not in {n.name for n in g.nodes} else next(n for n in g.nodes if n.name == "theta")
+    existing = {n.name: n for n in g.nodes}
+    theta = existing["theta"] if "theta" in existing else g.input("theta")  # unrolled by hand: one theta for all steps
     x = g.input("x") if x is None else x
     template = record_template(env, env_params, task)
     rec = g.simulate(f"rec{suffix}", lambda key: template)
