@@ -61,6 +61,7 @@ from scg.algorithms.base import Algorithm, register
 from scg.algorithms.config import Config, ConfigError, option, positive, positive_sizes, resolve
 from scg.algorithms.networks import make_policy
 from scg.envs.rewards import smooth_indicator
+from scg.envs.wrappers import rollout
 
 
 # -- the tasks: what RPG differentiates in each environment ----------------------------------------------------------
@@ -179,7 +180,6 @@ class RPGConfig(Config):
     first_em_iterations: int = option(10, positive)
     prior_strength: float = option(1.0, positive)
     window: int = option(20, positive)  # episodes in the mean_return window
-    temperature: float = option(1.0, positive)  # τ: the policy is softmax(g_ψ(x) / τ), the paper's fixed stochasticity λ (~L274)
     eval_episodes: int = option(16, positive)  # greedy_return: episodes of the rounded policy π_{φ,λ=0} (~L257)
 
 
@@ -320,33 +320,27 @@ class Episodes(NamedTuple):
     alive: jax.Array
 
 
-def collect(env, env_params, policy, theta, key, num_episodes: int, horizon: int) -> Episodes:
-    """Run ``num_episodes`` episodes of ``policy`` from reset for ``horizon`` steps (terminated states absorb)."""
-    reset_key, key = jax.random.split(key)
-    obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(reset_key, num_episodes), env_params)
+def collect(env, env_params, policy, theta, key, num_episodes: int, horizon: int, *, greedy: bool = False) -> Episodes:
+    """``num_episodes`` episodes of ``policy`` (its argmax if ``greedy``) from reset, ``horizon`` steps each.
 
-    def step(carry, k):
-        obs, state, alive = carry
-        ka, ks = jax.random.split(k)
-        a = jax.vmap(lambda o, kk: policy.dist(theta, o).sample(kk))(obs, jax.random.split(ka, num_episodes))
-        ts = jax.vmap(env.step, (0, 0, 0, None))(jax.random.split(ks, num_episodes), state, a, env_params)
-        done = jnp.logical_or(ts.terminated, ts.truncated)
-        out = Episodes(obs, a, ts.reward.astype(jnp.float32) * alive, ts.obs, alive)
-        return (ts.obs, ts.state, alive * (1.0 - done.astype(jnp.float32))), out
+    :func:`scg.envs.rollout` collects; ``alive`` keeps each row's first episode (``episodes.first_episode_mask``):
+    what a row does after that episode ended is padding, with no reward.
+    """
 
-    _, eps = jax.lax.scan(step, (obs, state, jnp.ones(num_episodes)), jax.random.split(key, horizon))
-    return eps
+    def act(obs, k):
+        d = policy.dist(theta, obs)
+        return jnp.argmax(d.logits).astype(jnp.int32) if greedy else d.sample(k)
+
+    traj = rollout(env, env_params, act, key, horizon, num_envs=num_episodes)
+    done = jnp.logical_or(traj.terminated, traj.truncated)
+    alive = jax.vmap(episodes.first_episode_mask, in_axes=1, out_axes=1)(done)  # [T, m]
+    return Episodes(traj.obs, traj.action, traj.reward.astype(jnp.float32) * alive, traj.next_obs, alive)
 
 
 def greedy_return(env, env_params, policy, theta, key, num_episodes: int, horizon: int) -> jax.Array:
     """Mean true return of the rounded policy ``π_{φ,λ=0}`` (the argmax action; what Algorithm 1 returns, ~L257)."""
-    greedy = policy._replace(dist=lambda th, o: dist.Categorical(logits=_sharp(policy.dist(th, o).logits)))
-    return jnp.mean(jnp.sum(collect(env, env_params, greedy, theta, key, num_episodes, horizon).reward, axis=0))
-
-
-def _sharp(logits):
-    """Logits whose samples are the argmax (a one-hot at 0, -1e9 elsewhere)."""
-    return jnp.where(jax.nn.one_hot(jnp.argmax(logits), logits.shape[-1]) > 0, 0.0, -1e9)
+    eps = collect(env, env_params, policy, theta, key, num_episodes, horizon, greedy=True)
+    return jnp.mean(jnp.sum(eps.reward, axis=0))
 
 
 def records(task: Task, eps: Episodes, model: dynamics.LinearGaussian) -> Record:
@@ -396,13 +390,6 @@ class TrainState(NamedTuple):
     key: jax.Array
 
 
-def tempered(policy, temperature: float):
-    """``policy`` with logits divided by ``temperature`` (1: unchanged)."""
-    if temperature == 1.0:
-        return policy
-    return policy._replace(dist=lambda th, o: dist.Categorical(logits=policy.dist(th, o).logits / temperature))
-
-
 def horizon_of(env_params) -> int:
     """The episode limit ``T`` of the environment (``max_steps_in_episode``, or Hand Mass's ``horizon``)."""
     for field in ("max_steps_in_episode", "horizon"):
@@ -417,8 +404,7 @@ def make(env, env_params, config: RPGConfig | dict | None = None):
     if env.action_space(env_params).__class__.__name__ != "Discrete":
         raise ConfigError(f"rpg: {env.name!r} has a continuous action space; RPG here runs the discrete softmax "
                           f"policy of the paper (~L274)")
-    policy = tempered(make_policy(env.observation_space(env_params), env.action_space(env_params), config.hidden),
-                      config.temperature)
+    policy = make_policy(env.observation_space(env_params), env.action_space(env_params), config.hidden)
     horizon, m = horizon_of(env_params), config.num_envs
     optimizer = optax.adam(config.lr)
     obs0, _ = env.reset(jax.random.key(0), env_params)
@@ -450,7 +436,7 @@ def make(env, env_params, config: RPGConfig | dict | None = None):
         else:
             prior, log_lik = state.prior, jnp.float32(jnp.nan)
             model = _zero_model(horizon, dim_x, dim_u)
-        observed = {"rec": records(task, eps, model), "x": jnp.swapaxes(x, 0, 1)[:, 0]}
+        observed = {"rec": records(task, eps, model), "x": x[0]}
         inputs = {"theta": state.theta, "x": x[0, 0]}
         surrogate = lambda th: compiled.surrogate({**inputs, "theta": th}, k_grad, num_samples=m, observed=observed)
         loss, grads = jax.value_and_grad(surrogate)(state.theta)

@@ -86,9 +86,25 @@ def run(algo: str, env_name: str, config: dict, iterations: int, seeds: int, chu
         print(f"  {algo:4s} {env_name:15s} it {done:5d}/{iterations}  mean_return {last:9.3f}  "
               f"{time.perf_counter() - t0:6.1f} s", flush=True)
     out = {k: np.concatenate([p[k] for p in parts], axis=1) for k in ("env_steps", "mean_return")}
-    return {"algo": algo, "env": env_name, "config": config, "iterations": iterations, "seeds": seeds,
-            "wall_s": time.perf_counter() - t0, "env_steps": out["env_steps"].tolist(),
-            "mean_return": out["mean_return"].tolist()}
+    return thin({"algo": algo, "env": env_name, "config": config, "iterations": iterations, "seeds": seeds,
+                 "wall_s": time.perf_counter() - t0, **out})
+
+
+MAX_POINTS = 300  # per stored curve: the JSON keeps every k-th iteration (and the last); summaries use all
+
+
+def thin(record: dict) -> dict:
+    """``record`` with its per-iteration arrays cut to ``MAX_POINTS`` iterations (env steps summed over each stride).
+
+    Summaries read the kept points, so a crossing is located to within one stride (recorded as ``stride``).
+    """
+    steps = np.asarray(record["env_steps"], dtype=float)
+    ret = np.asarray(record["mean_return"], dtype=float)
+    stride = max(1, -(-steps.shape[1] // MAX_POINTS))
+    keep = np.unique(np.r_[np.arange(stride - 1, steps.shape[1], stride), steps.shape[1] - 1])
+    cumulative = np.cumsum(steps, axis=1)[:, keep]
+    return {**record, "stride": int(stride), "iteration_index": keep.tolist(),
+            "env_steps": np.diff(cumulative, axis=1, prepend=0.0).tolist(), "mean_return": ret[:, keep].tolist()}
 
 
 def final(record: dict) -> dict:
@@ -105,9 +121,9 @@ def crossing(record: dict, threshold: float, trajectories_per_iteration: int) ->
     hit = np.flatnonzero(curve >= threshold)
     if hit.size == 0:
         return {"iteration": None, "trajectories": None, "env_steps": None, "best_mean": float(np.nanmax(curve))}
-    i = int(hit[0])
-    return {"iteration": i + 1, "trajectories": (i + 1) * trajectories_per_iteration, "env_steps": float(steps[i]),
-            "best_mean": float(np.nanmax(curve))}
+    i = int(record.get("iteration_index", range(len(curve)))[int(hit[0])])
+    return {"iteration": i + 1, "trajectories": (i + 1) * trajectories_per_iteration, "env_steps": float(steps[hit[0]]),
+            "best_mean": float(np.nanmax(curve)), "within_iterations": int(record.get("stride", 1))}
 
 
 def a2c_config(m: int, horizon: int, lr: float) -> dict:
