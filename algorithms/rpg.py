@@ -129,12 +129,13 @@ def _mountain_car() -> Task:
 def _hand_mass() -> Task:
     from scg.envs.paper.hand_mass import HandMass, HandMassState
 
-    params = HandMass().default_params
+    env = HandMass()
+    params = env.default_params
 
     def reward(x, clock, alpha):  # the env's own terminal reward (no surrogate: RPG ~L313)
         del alpha
         final = clock[0] >= 1.0 - 0.5 / params.horizon
-        return jnp.where(final, -((x[0] - params.goal) ** 2 + x[2] ** 2), 0.0)
+        return jnp.where(final, env.terminal_reward(x, params), 0.0)
 
     def to_state(x, clock):
         t = jnp.round(clock[0] * params.horizon).astype(jnp.int32)

@@ -212,7 +212,7 @@ def known_reward(env: Environment, env_params) -> Callable:
     if obs_reward is not None:
         return lambda s, a, s1, term: obs_reward(s, a, env_params)
     if isinstance(env, HandMass):
-        return lambda s, a, s1, term: -term * ((s1[0] - env_params.goal) ** 2 + s1[2] ** 2)
+        return lambda s, a, s1, term: term * env.terminal_reward(s1, env_params)
     raise ConfigError(f"svginf's learned models (model='tvlg', 'mlp') need the reward as a differentiable function "
                       f"of the observations; {getattr(env, 'name', env)} has none (use model='true')")
 

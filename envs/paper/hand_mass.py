@@ -94,9 +94,15 @@ class HandMass(Environment):
             t=state.t + 1,
         )
         done = self.is_terminal(new, params)
-        terminal_reward = -((new.x - params.goal) ** 2 + new.v**2)
+        terminal_reward = self.terminal_reward(jnp.stack([new.x, new.y, new.v]), params)
         reward = jnp.where(done, terminal_reward, jnp.zeros_like(terminal_reward))
         return Timestep(self.get_obs(new, params), new, reward, done, jnp.zeros_like(done), {})
+
+    def terminal_reward(self, obs: jax.Array, params: HandMassParams | None = None) -> jax.Array:
+        """``-((x - goal)^2 + v^2)`` of an observation ``(x, y, v, ...)``: the reward paid on the last step,
+        a differentiable function of the observation (for the pathwise learners, RPG and SVG(∞))."""
+        params = self.default_params if params is None else params
+        return -((obs[0] - params.goal) ** 2 + obs[2] ** 2)
 
     def is_terminal(self, state: HandMassState, params) -> jax.Array:
         """The horizon is reached (the terminal reward has been paid, RPG Eq. 3)."""
