@@ -9,7 +9,7 @@ One step of the graph, declared by small builders (each adds its nodes to a ``sc
                       terminated, truncated, r_t = -reward (cost)
     add_bootstrap     boot_t = -V_φ(final_obs_t)               (on truncation and after the last step)
     add_critic_loss   ½ (v_t − G_t)²                           (A2C's critic in the same objective)
-    add_entropy       −β H[π_θ(·|obs_t)]
+    add_entropy       −β H[π_θ(·|obs_t)]                       (reads a's distribution, scg.dist_of)
     temporal          scg.Temporal: carry obs/state, the episode flags, the bootstrap
 
 The transition decides how gradients pass the environment: simulated (the JAX env inside the
@@ -92,9 +92,10 @@ def add_critic_loss(g: scg.Graph, weight: float):
     return g.loss("critic", lambda v, ret: weight * 0.5 * (v - ret) ** 2, "v", target="return")
 
 
-def add_entropy(g: scg.Graph, policy: Policy, weight: float):
-    """Loss node ``entropy = −weight · H[π_θ(·|obs_t)]``."""
-    return g.loss("entropy", lambda th, o: -weight * _entropy(policy.dist(th, o)), "theta", "obs")
+def add_entropy(g: scg.Graph, weight: float, action="a"):
+    """Loss node ``entropy = −weight · H[π_θ(·|obs_t)]``, read from the action's distribution
+    (:func:`scg.dist_of`): the policy network runs once per step for the draw and the entropy."""
+    return g.loss("entropy", lambda pi: -weight * _entropy(pi), scg.dist_of(action))
 
 
 def temporal(g: scg.Graph, *, horizon: int, discount: float = 0.99) -> scg.Temporal:
@@ -135,7 +136,7 @@ def actor_critic_graph(
     if critic_loss:
         add_critic_loss(g, critic_loss)
     if entropy_bonus:
-        add_entropy(g, policy, entropy_bonus)
+        add_entropy(g, entropy_bonus, a)
     return temporal(g, horizon=horizon, discount=discount)
 
 

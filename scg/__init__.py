@@ -16,6 +16,7 @@ from scg.errors import CompileTimeWarning
 from scg.errors import GraphError
 from scg.graph import Graph
 from scg.graph import Node
+from scg.graph import dist_of
 from scg.returns import GAE
 from scg.temporal import Temporal
 
@@ -30,6 +31,7 @@ __all__ = [
     "Temporal",
     "baselines",
     "compile",
+    "dist_of",
     "dist",
     "estimators",
     "render",

@@ -23,6 +23,15 @@ Node kinds:
   outside the expected cost: no score term credits it (a critic's
   regression loss). In a temporal graph it may read the cost-to-go.
 
+A node may read a stochastic node's *distribution* instead of its value: name
+the parent :func:`dist_of` ``(w)`` (the string ``"w.dist"``), e.g. an entropy
+bonus ``H[p(·|DEPS_w)]``. The distribution is then computed once, by a
+deterministic node ``"w.dist"`` that :attr:`Graph.nodes` inserts between ``w``'s
+parents and ``w`` (``w`` draws from it), so the policy network of an
+actor-critic step runs once for the action and the entropy alike, forward and
+backward. The node reads ``w``'s parents, not ``w``'s draw: it is not
+downstream of ``w``, and a cost that reads it is not credited to ``w``.
+
 A :class:`Node` is immutable and built whole before it is added. What is
 common to every kind (name, kind, function, parent names, ``differentiable``)
 is a field of the node; what only some kinds have is a typed, frozen *spec*
@@ -52,6 +61,7 @@ from scg import estimators as _estimators
 from scg.errors import GraphError
 from scg.returns import GAE
 
+DIST = ".dist"  # suffix of the parent name that reads a stochastic node's distribution (dist_of)
 KINDS = ("input", "deterministic", "stochastic", "simulate", "expectation", "cost", "loss")
 
 
@@ -132,6 +142,49 @@ class Node:
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, {self.kind})"
+
+
+def dist_of(node) -> str:
+    """The parent name that reads stochastic node ``node``'s distribution ``p(·|DEPS_w)`` rather than its
+    draw: ``g.loss("entropy", lambda d: -0.01 * d.entropy(), scg.dist_of(a))``. ``node``: a handle or a name."""
+    name = node.name if isinstance(node, Node) else node
+    if not isinstance(name, str):
+        raise GraphError(f"dist_of: expected a stochastic node's handle or name, got {node!r}")
+    return name + DIST
+
+
+def _the_distribution(dist):
+    """A stochastic node's function once its distribution is a node of its own (``"w.dist"``)."""
+    return dist
+
+
+def with_distribution_nodes(nodes: list[Node]) -> list[Node]:
+    """``nodes`` with a deterministic node ``"w.dist"`` before every stochastic ``w`` that some node reads
+    by :func:`dist_of`: it computes ``w``'s distribution from ``w``'s parents and ``w`` draws from it."""
+    read = {p[: -len(DIST)] for n in nodes for p in n.parents if p.endswith(DIST)}
+    if not read:
+        return nodes
+    by_name = {n.name: n for n in nodes}
+    for name in sorted(read):
+        readers = [n.name for n in nodes if name + DIST in n.parents]
+        if name not in by_name:
+            raise GraphError(
+                f"node {readers[0]!r} reads the distribution of {name!r} ({name + DIST!r}, scg.dist_of), but the graph "
+                f"has no node {name!r}; declare the stochastic node {name!r}"
+            )
+        if by_name[name].kind != "stochastic":
+            raise GraphError(
+                f"node {readers[0]!r} reads the distribution of {name!r} (scg.dist_of), but {name!r} is a "
+                f"{by_name[name].kind} node; only stochastic nodes have a distribution to read"
+            )
+    out = []
+    for n in nodes:
+        if n.name in read:
+            source = Node(n.name + DIST, "deterministic", n.fn, n.parents)
+            out += [source, dataclasses.replace(n, fn=_the_distribution, parents=(source.name,))]
+        else:
+            out.append(n)
+    return out
 
 
 def _parent_name(graph_name: str, child: str, p) -> str:
@@ -273,19 +326,21 @@ class Graph:
     # -- access -------------------------------------------------------------
     @property
     def nodes(self) -> list[Node]:
-        return list(self._nodes.values())
+        """The nodes the compiler sees: as declared, plus a ``"w.dist"`` node per distribution read by
+        :func:`dist_of` (:func:`with_distribution_nodes`)."""
+        return with_distribution_nodes(list(self._nodes.values()))
 
     def __getitem__(self, name: str) -> Node:
-        try:
-            return self._nodes[name]
-        except KeyError:
-            raise GraphError(f"no node named {name!r} in graph {self.name!r}; nodes: {list(self._nodes)}") from None
+        found = {n.name: n for n in self.nodes}.get(name)
+        if found is None:
+            raise GraphError(f"no node named {name!r} in graph {self.name!r}; nodes: {[n.name for n in self.nodes]}")
+        return found
 
     def __contains__(self, name: str) -> bool:
-        return name in self._nodes
+        return name in self._nodes or (name.endswith(DIST) and any(n.name == name for n in self.nodes))
 
     def __len__(self) -> int:
-        return len(self._nodes)
+        return len(self.nodes)
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self)} nodes)"

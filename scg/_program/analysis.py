@@ -19,7 +19,7 @@ from functools import cached_property
 from scg._order import kahn
 from scg.errors import GraphError
 from scg.estimators import DEFAULT, Pathwise, Score
-from scg.graph import Graph, Node
+from scg.graph import DIST, Graph, Node
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,16 @@ class Analysis:
     # Cached: read on every call (input checks), and an analysis never changes.
     @cached_property
     def position(self) -> dict[str, int]:
-        """``name -> index in the topological order`` (the node's ``fold_in`` key index)."""
+        """``name -> index in the topological order``."""
         return {n: i for i, n in enumerate(self.order)}
+
+    @cached_property
+    def key_index(self) -> dict[str, int]:
+        """``name -> the node's fold_in key index``: its index in the topological order, not counting the
+        distribution nodes that :func:`scg.dist_of` adds (``"w.dist"``), so that reading a distribution
+        leaves every draw of the graph as it was."""
+        declared = [n for n in self.order if not n.endswith(DIST)]
+        return {n: i for i, n in enumerate(declared)}
 
     @cached_property
     def inputs(self) -> tuple[str, ...]:
@@ -92,11 +100,40 @@ def topological_order(graph: Graph) -> tuple[str, ...]:
                 )
             if p == n.name:
                 raise GraphError(f"node {n.name!r} lists itself as a parent: a cycle")
-    order = kahn({name: n.parents for name, n in nodes.items()})
+    order = _with_distributions_before_draws(nodes, kahn(_ordering_parents(nodes)))
     if len(order) != len(nodes):
         stuck = sorted(set(nodes) - set(order))
         raise GraphError(f"the graph has a cycle through nodes {stuck}; a stochastic computation graph must be acyclic")
     return tuple(order)
+
+
+def _ordering_parents(nodes: dict[str, Node]) -> dict[str, tuple[str, ...]]:
+    """The parents the order is computed from, distribution nodes (``"w.dist"``, :func:`scg.dist_of`) left
+    out: a reader of ``"w.dist"`` follows ``w``'s parents, and ``w`` follows its declared parents. The order,
+    and the draw keys with it (``Analysis.key_index``), is then the one of the same graph with the readers
+    computing the distribution from ``w``'s parents themselves."""
+    out = {}
+    for name, n in nodes.items():
+        if name.endswith(DIST):
+            continue
+        parents = []
+        for p in n.parents:
+            parents.extend(nodes[p].parents if p.endswith(DIST) and p in nodes else (p,))
+        out[name] = tuple(parents)
+    return out
+
+
+def _with_distributions_before_draws(nodes: dict[str, Node], order: list[str]) -> list[str]:
+    """``order`` with each distribution node ``"w.dist"`` inserted before the first node that reads it (``w``
+    or a reader): its parents, ``w``'s, come before all of them."""
+    out, placed = [], set()
+    for name in order:
+        for p in nodes[name].parents:
+            if p.endswith(DIST) and p in nodes and p not in placed:
+                out.append(p)
+                placed.add(p)
+        out.append(name)
+    return out
 
 
 def analyse(graph: Graph, *, mode: str = "surrogate") -> Analysis:

@@ -2,8 +2,9 @@
 
 This is the only place node functions are called. Every node draws its
 randomness from ``fold_in(key, index)`` with its index in the topological
-order, so the same key gives the same draws, and re-evaluating the graph with
-one node's value replaced (``override``) keeps every other draw: the "common
+order (``Analysis.key_index``, which does not count the distribution nodes of
+``scg.dist_of``), so the same key gives the same draws, and re-evaluating the
+graph with one node's value replaced (``override``) keeps every other draw: the "common
 random numbers" the direct and smoothing estimators rely on.
 
 A recorded value (``fixed``, from ``observed=``) is handed to the node's
@@ -35,7 +36,7 @@ class SampleTerms(NamedTuple):
 
 
 def node_key(key: jax.Array, analysis: Analysis, name: str) -> jax.Array:
-    return jax.random.fold_in(key, analysis.position[name])
+    return jax.random.fold_in(key, analysis.key_index[name])
 
 
 _DRAWS = ("stochastic", "simulate", "expectation")
@@ -110,7 +111,7 @@ def evaluate(
     fixed, override = fixed or {}, override or {}
     values: dict[str, Any] = dict(inputs)
     dists: dict[str, Any] = {}
-    for index, name in enumerate(analysis.order):
+    for name in analysis.order:
         node = analysis.nodes[name]
         if node.kind == "input" or name in skip:
             continue
@@ -119,7 +120,7 @@ def evaluate(
             continue
         args = [values[p] for p in node.parents]
         # Only nodes that draw get a key: tracing fold_in for every node costs more than the node itself.
-        k = jax.random.fold_in(key, index) if node.kind in _DRAWS else None
+        k = node_key(key, analysis, name) if node.kind in _DRAWS else None
         if node.kind == "deterministic":
             values[name] = _call(node, node.fn, args)
         elif node.kind == "cost":
@@ -186,7 +187,7 @@ def sample_terms(
     """
     values, dists = evaluate(analysis, inputs, key, fixed=fixed, skip=skip)
     score_weights, log_probs, extra = {}, {}, {}
-    for index, name in enumerate(analysis.order):
+    for name in analysis.order:
         node = analysis.nodes[name]
         if node.kind != "stochastic":
             continue
@@ -198,7 +199,7 @@ def sample_terms(
             frozen = _frozen_downstream(analysis, inputs, key, name, fixed, tail)
         old = None if logp_old is None else logp_old.get(name)
         state = () if states is None else states.get(name, ())
-        ctx = NodeContext(name, dists[name], values[name], jax.random.fold_in(key, index), downstream, old, state, frozen)
+        ctx = NodeContext(name, dists[name], values[name], node_key(key, analysis, name), downstream, old, state, frozen)
         weight, extra[name] = est.terms(ctx)
         if est.uses_score:
             score_weights[name] = weight

@@ -31,12 +31,12 @@ def has_baseline_state(spec) -> bool:
 def initial(analysis: Analysis, avals: dict, q_shape: tuple, key: jax.Array) -> dict:
     """The state before the first call, from each node's value shape (``avals``) and ``Q̂``'s per-sample shape."""
     out = {}
-    for index, name in enumerate(analysis.order):
+    for name in analysis.order:
         node = analysis.nodes[name]
         if node.kind != "stochastic":
             continue
         entry = {}
-        s = analysis.estimators[name].init_state(name, avals[name], jax.random.fold_in(key, index))
+        s = analysis.estimators[name].init_state(name, avals[name], jax.random.fold_in(key, analysis.key_index[name]))
         if not (isinstance(s, tuple) and s == ()):  # () is stateless
             entry["estimator"] = s
         if has_baseline_state(node.baseline):

@@ -48,16 +48,7 @@ def check_temporal(spec: Temporal, a: Analysis) -> None:
                 f"node {name!r}: advantage={adv!r} credits score-function terms, but the node's estimator "
                 f"{a.estimators[name].name!r} has none; use estimator='score'"
             )
-    # A carried input is differentiated-through if a differentiable input (or another such carry) reaches its source.
-    tainted: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        sources = {n for n in a.inputs if a.nodes[n].differentiable and n not in spec.carry} | tainted
-        for src, dst in spec.carry.items():
-            if src not in tainted and any(dst in a.det_influences[s] for s in sources):
-                tainted.add(src)
-                changed = True
+    tainted = differentiated_carries(spec, a)
     for src in tainted:
         for w in a.det_influences[src]:
             node = a.nodes[w]
@@ -67,6 +58,41 @@ def check_temporal(spec: Temporal, a: Analysis) -> None:
                     f"differentiated input reaches along a differentiable path) reaches {node.kind} node {w!r}, "
                     f"which cannot carry a gradient. Put a score-function node between them."
                 )
+
+
+def differentiated_carries(spec: Temporal, a: Analysis, *, initial: bool = False) -> set:
+    """Carried inputs differentiated through: a differentiable input (or another such carry) reaches the node
+    that feeds them along a differentiable path, so gradients cross from one step to the next. With
+    ``initial``, a carried input declared differentiable counts as such an input too (the gradient with
+    respect to the initial state)."""
+    tainted: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        sources = {n for n in a.inputs if a.nodes[n].differentiable and (initial or n not in spec.carry)} | tainted
+        for src, dst in spec.carry.items():
+            if src not in tainted and any(dst in a.det_influences[s] for s in sources):
+                tainted.add(src)
+                changed = True
+    return tainted
+
+
+def terms_from_record(spec: Temporal, a: Analysis) -> bool:
+    """Whether a step's estimator terms can be formed after the scan, from the recorded values, every step at
+    once: no gradient crosses steps (:func:`differentiated_carries` is empty, the initial state's counted), no node is differentiated
+    pathwise through a draw or an expectation, and no estimator re-evaluates the downstream costs (which
+    would redraw later nodes). Then the scan only records, and the terms with their gradients come from one
+    batched re-evaluation of the step graph at the record (as :meth:`FlatProgram.replay` does): the same
+    values and gradients without differentiating back through ``T`` sequential steps."""
+    if differentiated_carries(spec, a, initial=True):
+        return False
+    for name in a.order:
+        node, est = a.nodes[name], a.estimators.get(name)
+        if node.kind == "expectation":
+            return False
+        if node.kind == "stochastic" and (est is None or est.passes_gradient or est.needs_downstream):
+            return False
+    return True
 
 
 class TemporalProgram(FlatProgram):
@@ -82,6 +108,7 @@ class TemporalProgram(FlatProgram):
         self.after_scan = _after_scan(spec, a)
         self.inner = frozenset(n for n in a.order if n not in self.after_scan)
         self.tails = self._tails()
+        self.from_record = terms_from_record(spec, a)
 
     def _tails(self) -> dict:
         """Per downstream-evaluating node that reaches the carried state: the later costs, bootstrapped.
@@ -153,11 +180,55 @@ class TemporalProgram(FlatProgram):
         later = jax.lax.map(rest, terms.values, batch_size=steps)
         return terms._replace(values={**terms.values, **{n: later[n] for n in self.after_scan if n in later}})
 
-    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None, states=None) -> SampleTerms:
+    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None, states=None, in_scan=False) -> SampleTerms:
+        """Every sample's terms, ``[N, T, ...]``; formed after the scan from the record where
+        :func:`terms_from_record` allows it (unless ``in_scan``), else inside the scan."""
         keys = jax.random.split(key, num_samples)
-        one = lambda k, f, lo: self._one_sample(inputs, k, f, lo, num_samples, states)  # noqa: E731
-        terms = jax.vmap(one)(keys, fixed, logp_old)
+        if self.from_record and not in_scan:
+            values, step_keys = jax.vmap(lambda k, f: self._record(inputs, k, f))(keys, fixed)
+            terms = self._terms_at_record(inputs, values, step_keys, logp_old, states)
+        else:
+            one = lambda k, f, lo: self._one_sample(inputs, k, f, lo, num_samples, states)  # noqa: E731
+            terms = jax.vmap(one)(keys, fixed, logp_old)
         return self._return_losses(inputs, terms)
+
+    def _record(self, inputs, key, fixed):
+        """The scan of :meth:`_one_sample` without gradient and without estimator terms: every step's values
+        (after-scan nodes left out) and the step keys, for :meth:`_terms_at_record`."""
+        inputs = jax.lax.stop_gradient(inputs)
+        init_key, scan_key = jax.random.split(key)
+        fixed = dict(fixed or {})
+        carry0 = self._initial(inputs, init_key)
+        carry0.update({k: fixed.pop(k) for k in self.spec.carry if k in fixed})
+        keys = jax.random.split(scan_key, self.spec.horizon)
+
+        def step(carry, xs):
+            k, f = xs
+            values, _ = evaluate(self.analysis, {**inputs, **carry}, k, fixed=f, skip=self.after_scan)
+            new_carry = {src: values[dst] for src, dst in self.spec.carry.items()}
+            return new_carry, {n: v for n, v in values.items() if n not in self.static_inputs}
+
+        _, values = jax.lax.scan(step, carry0, (keys, fixed or None))
+        return values, keys
+
+    def _terms_at_record(self, inputs, values, step_keys, logp_old, states) -> SampleTerms:
+        """Each step's :func:`sample_terms` at the recorded carried inputs and draws (``[N, T]`` record), all
+        steps side by side, in chunks of about ``_AFTER_SCAN_ROWS`` rows (``lax.map`` over steps)."""
+        static = {n: inputs[n] for n in self.static_inputs}
+        drawn = self.drawn_nodes()
+
+        def one(v, k, lo):
+            carried = {c: v[c] for c in self.spec.carry}
+            terms = sample_terms(self.analysis, {**static, **carried}, k, fixed={d: v[d] for d in drawn}, logp_old=lo,
+                                 states=states)
+            return terms._replace(values={n: x for n, x in terms.values.items() if n not in self.static_inputs})
+
+        record = {n: values[n] for n in (*self.spec.carry, *drawn)}
+        per_step = jax.vmap(one)  # over samples, at one step
+        steps = divisor_at_most(self.spec.horizon, max(1, _AFTER_SCAN_ROWS // step_keys.shape[0]))
+        time_major = jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), (record, step_keys, logp_old))
+        terms = jax.lax.map(lambda xs: per_step(*xs), time_major, batch_size=steps)
+        return jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), terms)
 
     def _return_losses(self, inputs, terms: SampleTerms) -> SampleTerms:
         """Loss nodes with ``target="return"``: ``fn(*parents, G_t)`` over every sample and step."""
@@ -180,7 +251,7 @@ class TemporalProgram(FlatProgram):
         if num_samples is None:
             one = self._one_sample(inputs, key, fixed, None)
             return jax.lax.stop_gradient(one.values)
-        return jax.lax.stop_gradient(self.batch_terms(inputs, key, num_samples, fixed=fixed).values)
+        return jax.lax.stop_gradient(self.batch_terms(inputs, key, num_samples, fixed=fixed, in_scan=True).values)
 
     def total_cost(self, values: dict) -> jax.Array:
         """``Σ_t Σ_c c_t`` per sample."""

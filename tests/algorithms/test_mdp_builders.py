@@ -113,7 +113,7 @@ def legacy_mdp_graph(env, env_params, policy, value, *, horizon, discount=0.99, 
     if critic_loss:
         g.loss("critic", lambda v, ret: critic_loss * 0.5 * (v - ret) ** 2, v, target="return")
     if entropy_bonus:
-        g.loss("entropy", lambda th, o: -entropy_bonus * mdp._entropy(policy.dist(th, o)), theta, obs)
+        g.loss("entropy", lambda pi: -entropy_bonus * mdp._entropy(pi), scg.dist_of(a))
     return scg.Temporal(g, carry={"obs": "obs_next", "state": "state_next"}, horizon=horizon, discount=discount,
                         terminated="terminated", truncated="truncated", bootstrap="boot")
 
