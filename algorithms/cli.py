@@ -35,6 +35,12 @@ _PATH_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOT
                 errno.ENAMETOOLONG}
 
 
+# JAX's own persistent compilation cache, off unless asked for: a repeated run then loads its compiled init and chunk
+# (the default job's first chunk printed after 3.0 s instead of 5.5 s; the same numbers; 0.4 MB of cache)
+_CACHE_HINT = ("To reuse compiled code across runs, set JAX_COMPILATION_CACHE_DIR=<folder> and "
+               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 (JAX's compilation cache; off by default).")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2), as for the checks the command makes itself."""
 
@@ -313,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scg", description="Stochastic computation graphs for JAX. Without a command: scg train.")
     sub = parser.add_subparsers(dest="command")
 
-    train = sub.add_parser("train", help="train an algorithm on an environment, writing runs/<name>/")
+    train = sub.add_parser("train", help="train an algorithm on an environment, writing runs/<name>/",
+                           epilog=_CACHE_HINT)
     d = DEFAULTS
     train.add_argument("--algo", help=f"algorithm (scg list; default {d['algo']})")
     train.add_argument("--env", help=f"environment (scg list; default {d['env']})")

@@ -52,14 +52,37 @@ def compiled(config: dict):
 
 
 def _progress_bar(tqdm, total: int, initial: int, desc: str, enabled: bool):
-    """tqdm's bar on a terminal; elsewhere (a log file, a pipe, CI) one line per chunk instead of carriage returns."""
+    """tqdm's bar on a terminal; elsewhere (a log file, a pipe, CI) one line per chunk instead of carriage returns.
+
+    Both count env steps per seed (the slowest seed's); the speed of all seeds together is in the postfix
+    (:func:`speed_text`), in place of tqdm's own rate, which would count one seed's steps.
+    """
     if not enabled or sys.stderr.isatty():
-        return tqdm(total=total, initial=initial, unit="step", disable=not enabled, desc=desc)
+        return tqdm(total=total, initial=initial, unit="step", disable=not enabled, desc=desc, bar_format=_BAR_FORMAT)
     return _LinePerChunk(total, initial, desc)
 
 
+_BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} steps per seed [{elapsed}<{remaining}{postfix}]"
+
+
+def speed_text(env_steps: float, seconds: float, seeds: int) -> str:
+    """``"T env steps/s (P per seed)"``: T the ``env_steps`` of all ``seeds`` together over ``seconds``,
+    P = T / seeds."""
+    total = env_steps / max(seconds, 1e-9)
+    return f"{total:,.0f} env steps/s ({total / seeds:,.0f} per seed)"
+
+
+def chunk_postfix(mean_return: float, env_steps: float, seconds: float, seeds: int, compiled: bool) -> str:
+    """What the bar shows after a chunk: the mean return (where an episode finished) and the chunk's speed, or,
+    for a chunk that compiled first (its size had not run yet), how long compiling and running it took."""
+    parts = [f"mean_return {mean_return:.1f}"] if math.isfinite(mean_return) else []
+    parts.append(f"compiled and ran in {seconds:.1f} s" if compiled else speed_text(env_steps, seconds, seeds))
+    return ", ".join(parts)
+
+
 class _LinePerChunk:
-    """The part of tqdm's interface :func:`train` uses, printing ``desc: n / total env steps (p%), postfix, s``."""
+    """The part of tqdm's interface :func:`train` uses, printing
+    ``desc: n / total env steps per seed (p%), postfix, s``."""
 
     def __init__(self, total: int, initial: int, desc: str):
         self.total, self.n, self.desc, self.postfix, self.start = total, initial, desc, "", time.perf_counter()
@@ -67,11 +90,12 @@ class _LinePerChunk:
     def update(self, n: int) -> None:
         self.n += n
         elapsed = time.perf_counter() - self.start
-        print(f"{self.desc}: {self.n:,} / {self.total:,} env steps ({100 * self.n / max(self.total, 1):.0f}%)"
-              f"{self.postfix}, {elapsed:.1f} s", file=sys.stderr, flush=True)
+        postfix = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.n:,} / {self.total:,} env steps per seed ({100 * self.n / max(self.total, 1):.0f}%)"
+              f"{postfix}, {elapsed:.1f} s", file=sys.stderr, flush=True)
 
-    def set_postfix(self, **values) -> None:  # shown with the next chunk's line
-        self.postfix = "".join(f", {k} {v}" for k, v in values.items())
+    def set_postfix_str(self, text: str) -> None:  # shown with the next chunk's line
+        self.postfix = text
 
     def close(self) -> None:
         pass
@@ -151,6 +175,7 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                 on_start(prog)
             bar = _progress_bar(tqdm, target, int(done(prog)), run_dir.name, progress)
             clock = time.perf_counter() - prog["wall_time"]  # wall time continues across resumed sessions
+            sizes_run = set()  # chunk sizes run in this session: the first of each size compiles it
             while done(prog) < target:
                 if stop.stop_requested():
                     raise KeyboardInterrupt
@@ -172,8 +197,9 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                 checkpoint.save(run_dir, new_state, new_prog)
                 with np.errstate(all="ignore"):
                     mean_return = float(np.nanmean(metrics.get("mean_return", np.full((1, 1), np.nan))[:, -1]))
-                if math.isfinite(mean_return):
-                    bar.set_postfix(mean_return=f"{mean_return:.1f}")
+                bar.set_postfix_str(chunk_postfix(mean_return, float(metrics["env_steps"].sum()), t1 - t0,
+                                                  config["seeds"], compiled=n not in sizes_run))
+                sizes_run.add(n)
                 bar.update(int(done(new_prog) - done(prog)))
                 state, prog = new_state, new_prog
                 if on_chunk is not None:

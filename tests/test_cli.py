@@ -5,6 +5,8 @@ runs in process, so the jitted chunk is compiled once and shared by the tests.
 """
 import dataclasses
 import json
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -61,6 +63,34 @@ def test_progress_off_a_terminal_is_one_line_per_chunk(tmp_path, capsys):
     lines = err.splitlines()
     assert [line.split(" env steps")[0] for line in lines] == ["loud: 32 / 64", "loud: 64 / 64"], err
     assert all("mean_return" in line or "(50%)" in line for line in lines), err
+    assert "env steps per seed" in lines[0] and "compiled and ran in" in lines[0], err  # the first chunk compiles
+    speed = re.search(r", ([\d,]+) env steps/s \(([\d,]+) per seed\), [\d.]+ s$", lines[1])
+    assert speed, err
+    total, per_seed = (int(x.replace(",", "")) for x in speed.groups())
+    assert abs(total - 2 * per_seed) <= 1, err  # each rounded to a whole step from the same rate
+
+
+def test_speed_is_all_seeds_together_beside_one_seed():
+    assert driver.speed_text(64_000, 2.0, 4) == "32,000 env steps/s (8,000 per seed)"
+    assert driver.speed_text(1_500, 1.0, 1) == "1,500 env steps/s (1,500 per seed)"
+    assert driver.chunk_postfix(float("nan"), 100, 0.5, 2, compiled=False) == "200 env steps/s (100 per seed)"
+    assert driver.chunk_postfix(23.04, 100, 0.5, 2, compiled=True) == "mean_return 23.0, compiled and ran in 0.5 s"
+
+
+def test_progress_on_a_terminal_shows_the_speed_of_all_seeds(monkeypatch):
+    from tqdm.auto import tqdm
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = driver._progress_bar(tqdm, 64, 0, "run", True)
+    try:
+        bar.set_postfix_str(driver.chunk_postfix(21.5, 64_000, 2.0, 4, compiled=False))
+        bar.update(32)
+        shown = str(bar)
+    finally:
+        bar.close()
+    assert "32/64 steps per seed" in shown, shown
+    assert shown.endswith(", mean_return 21.5, 32,000 env steps/s (8,000 per seed)]"), shown
+    assert "step/s" not in shown.replace("env steps/s", ""), shown  # not tqdm's own rate of one seed
 
 
 def test_no_arguments_means_train_with_defaults(monkeypatch):
@@ -295,3 +325,4 @@ def test_make_takes_a_config_or_a_dict_checked_the_same_way():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.num_envs = 4
     assert ALGORITHMS["reinforce"].configure(overrides=config) == config
+
