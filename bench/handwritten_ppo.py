@@ -22,10 +22,21 @@ Networks (tanh MLPs), their initialisation and parameter layout, the optimizer a
 config keys are those of ``scg.algorithms.ppo`` (network and episode-statistics helpers come
 from :mod:`handwritten_reinforce`, the other hand-written reference).
 
+Two options beyond ``scg.algorithms.ppo``'s config, off by default, let the reference run
+purejaxrl's ``ppo.py`` configuration (``bench/purejaxrl_parity.py``):
+
+- ``anneal_lr`` with ``num_updates`` (iterations in the run): the Adam step size falls
+  linearly from ``lr`` to 0 over the run, constant within an iteration:
+  ``lr_k = lr (1 - k / num_updates)`` in iteration ``k = 0, 1, ...``;
+- ``clip_value_loss``: the value loss becomes ``½ mean max((V - R̂)², (V_clip - R̂)²)`` with
+  ``V_clip = V_old + clip(V - V_old, ±ε)``, ``V_old`` the value recorded in the rollout.
+
 Example::
 
     init, update = make(CartPole(), CartPole().default_params, {"num_envs": 64})
     state, metrics = jax.jit(update)(init(jax.random.key(0)))
+    run = jax.jit(make_run(CartPole(), CartPole().default_params, {"num_envs": 4}, num_iterations=20))
+    state, metrics = run(jax.random.key(0))   # one seed, purejaxrl's structure: init + scan, no vmap
 """
 from __future__ import annotations
 
@@ -41,6 +52,7 @@ from handwritten_reinforce import WINDOW, Stats, logits_fn, mlp_init, update_sta
 DEFAULT_CONFIG = dict(
     num_envs=8, horizon=128, discount=0.99, gae_lambda=0.95, hidden=(64, 64), lr=1e-3, epochs=4, num_minibatches=4,
     clip_eps=0.2, vf_coef=0.5, ent_coef=0.0, max_grad_norm=0.5, normalize_advantages=True, reward_scale=1.0,
+    anneal_lr=False, num_updates=None, clip_value_loss=False,
 )
 
 
@@ -95,13 +107,35 @@ def ppo_loss(params, mb, config):
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     clipped = jnp.clip(ratio, 1 - config["clip_eps"], 1 + config["clip_eps"])
     policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
-    value_loss = 0.5 * jnp.mean((value_fn(params["phi"], mb["obs"]) - mb["target"]) ** 2)
+    value = value_fn(params["phi"], mb["obs"])
+    if config.get("clip_value_loss", False):  # purejaxrl's clipped value loss, around the rollout's V_old
+        clipped_value = mb["value_old"] + jnp.clip(value - mb["value_old"], -config["clip_eps"], config["clip_eps"])
+        value_loss = 0.5 * jnp.mean(jnp.maximum((value - mb["target"]) ** 2, (clipped_value - mb["target"]) ** 2))
+    else:
+        value_loss = 0.5 * jnp.mean((value - mb["target"]) ** 2)
     total = policy_loss + config["vf_coef"] * value_loss
     if config["ent_coef"]:  # as scg.algorithms.ppo, which leaves the graph's entropy node out when c_H = 0
         total = total + config["ent_coef"] * jnp.mean(jnp.sum(jnp.exp(logp) * logp, axis=-1))
     aux = {"value_loss": value_loss, "approx_kl": jnp.mean(ratio - 1 - log_ratio),
            "clip_frac": jnp.mean(jnp.abs(ratio - 1) > config["clip_eps"])}
     return total, aux
+
+
+def learning_rate(config: dict):
+    """Adam's step size: ``config["lr"]``, or with ``anneal_lr`` a schedule of the optimizer's step count.
+
+    One iteration makes ``epochs × num_minibatches`` optimizer steps, so iteration ``k`` (steps
+    ``k·E·M ... (k+1)·E·M - 1``) uses ``lr (1 - k / num_updates)``: ``lr`` in the first
+    iteration, ``lr / num_updates`` in the last.
+    """
+    if not config["anneal_lr"]:
+        return config["lr"]
+    if not config["num_updates"] or config["num_updates"] < 1:
+        raise ValueError("handwritten_ppo: anneal_lr needs num_updates, the number of iterations in the run "
+                         f"(total env steps // (num_envs × horizon)); got {config['num_updates']!r}")
+    steps_per_iteration = config["epochs"] * config["num_minibatches"]
+    lr, num_updates = config["lr"], config["num_updates"]
+    return lambda count: lr * (1.0 - (count // steps_per_iteration) / num_updates)
 
 
 class Parts(NamedTuple):
@@ -119,7 +153,7 @@ def build(env, env_params, config: dict | None = None) -> Parts:
     size, num_mb = n * horizon, config["num_minibatches"]
     stepper = env if isinstance(env, AutoReset) else AutoReset(env)
     obs_dim, num_actions = env.observation_space(env_params).shape[0], env.action_space(env_params).n
-    opt = optax.chain(optax.clip_by_global_norm(config["max_grad_norm"]), optax.adam(config["lr"], eps=1e-5))
+    opt = optax.chain(optax.clip_by_global_norm(config["max_grad_norm"]), optax.adam(learning_rate(config), eps=1e-5))
     step_envs = jax.vmap(stepper.step, (0, 0, 0, None))
 
     def init(key):
@@ -155,6 +189,8 @@ def build(env, env_params, config: dict | None = None) -> Parts:
         flat = lambda x: x.reshape((size, *x.shape[2:]))  # noqa: E731
         data = {"obs": flat(batch.obs), "action": flat(batch.action), "logp_old": flat(batch.log_prob),
                 "adv": flat(adv), "target": flat(target)}
+        if config["clip_value_loss"]:
+            data["value_old"] = flat(batch.value)
         return (obs, env_state), batch, data
 
     def update(state: TrainState):
@@ -185,6 +221,20 @@ def make(env, env_params, config: dict | None = None):
     """``(init(key) -> TrainState, update(state) -> (state, metrics))``, like ``scg.algorithms.ppo.make``."""
     parts = build(env, env_params, config)
     return parts.init, parts.update
+
+
+def make_run(env, env_params, config: dict | None = None, num_iterations: int = 1):
+    """``run(key) -> (TrainState, metrics)``: init and ``num_iterations`` iterations in one ``lax.scan``, one seed.
+
+    The structure of purejaxrl's ``train(rng)`` (no ``vmap`` over seeds): ``jax.jit(run)`` is the
+    whole run as one XLA program. Metrics are stacked over iterations.
+    """
+    init, update = make(env, env_params, config)
+
+    def run(key):
+        return jax.lax.scan(lambda s, _: update(s), init(key), None, length=num_iterations)
+
+    return run
 
 
 def make_train(env, env_params, config: dict | None = None):
