@@ -79,9 +79,9 @@ def differentiated_carries(spec: Temporal, a: Analysis, *, initial: bool = False
 
 def terms_from_record(spec: Temporal, a: Analysis) -> bool:
     """Whether a step's estimator terms can be formed after the scan, from the recorded values, every step at
-    once: no gradient crosses steps (:func:`differentiated_carries` is empty, the initial state's counted), no node is differentiated
-    pathwise through a draw or an expectation, and no estimator re-evaluates the downstream costs (which
-    would redraw later nodes). Then the scan only records, and the terms with their gradients come from one
+    once: no gradient crosses steps (:func:`differentiated_carries` is empty, the initial state's
+    counted), no node is differentiated pathwise through a draw or an expectation, and no estimator
+    re-evaluates the downstream costs (which would redraw later nodes). Then the scan only records, and the terms with their gradients come from one
     batched re-evaluation of the step graph at the record (as :meth:`FlatProgram.replay` does): the same
     values and gradients without differentiating back through ``T`` sequential steps."""
     if differentiated_carries(spec, a, initial=True):
