@@ -146,7 +146,9 @@ class Node:
 
 def dist_of(node) -> str:
     """The parent name that reads stochastic node ``node``'s distribution ``p(·|DEPS_w)`` rather than its
-    draw: ``g.loss("entropy", lambda d: -0.01 * d.entropy(), scg.dist_of(a))``. ``node``: a handle or a name."""
+    draw, e.g. an entropy bonus of a categorical ``a``:
+    ``g.loss("bonus", lambda d: 0.01 * jnp.sum(d.probs * jnp.log(d.probs)), scg.dist_of(a))``.
+    ``node``: a handle or a name."""
     name = node.name if isinstance(node, Node) else node
     if not isinstance(name, str):
         raise GraphError(f"dist_of: expected a stochastic node's handle or name, got {node!r}")
@@ -166,17 +168,18 @@ def with_distribution_nodes(nodes: list[Node]) -> list[Node]:
         return nodes
     by_name = {n.name: n for n in nodes}
     for name in sorted(read):
-        readers = [n.name for n in nodes if name + DIST in n.parents]
+        if by_name.get(name) is not None and by_name[name].kind == "stochastic":
+            continue
+        reader = next(n.name for n in nodes if name + DIST in n.parents)
         if name not in by_name:
             raise GraphError(
-                f"node {readers[0]!r} reads the distribution of {name!r} ({name + DIST!r}, scg.dist_of), but the graph "
+                f"node {reader!r} reads the distribution of {name!r} ({name + DIST!r}, scg.dist_of), but the graph "
                 f"has no node {name!r}; declare the stochastic node {name!r}"
             )
-        if by_name[name].kind != "stochastic":
-            raise GraphError(
-                f"node {readers[0]!r} reads the distribution of {name!r} (scg.dist_of), but {name!r} is a "
-                f"{by_name[name].kind} node; only stochastic nodes have a distribution to read"
-            )
+        raise GraphError(
+            f"node {reader!r} reads the distribution of {name!r} (scg.dist_of), but {name!r} is a "
+            f"{by_name[name].kind} node; only stochastic nodes have a distribution to read"
+        )
     out = []
     for n in nodes:
         if n.name in read:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import jax
 
 from scg._program.analysis import Analysis
+from scg._program.forward import node_key
 from scg.errors import GraphError
 from scg.estimators.base import StateUpdate
 
@@ -36,7 +37,7 @@ def initial(analysis: Analysis, avals: dict, q_shape: tuple, key: jax.Array) -> 
         if node.kind != "stochastic":
             continue
         entry = {}
-        s = analysis.estimators[name].init_state(name, avals[name], jax.random.fold_in(key, analysis.key_index[name]))
+        s = analysis.estimators[name].init_state(name, avals[name], node_key(key, analysis, name))
         if not (isinstance(s, tuple) and s == ()):  # () is stateless
             entry["estimator"] = s
         if has_baseline_state(node.baseline):

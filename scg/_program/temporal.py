@@ -150,14 +150,18 @@ class TemporalProgram(FlatProgram):
         """Recorded values of drawn nodes (``[N, T, ...]``), and optionally initial carried values (``[N, ...]``)."""
         super().check_observed({k: v for k, v in (observed or {}).items() if k not in self.spec.carry})
 
-    def _one_sample(self, inputs, key, fixed, logp_old, num_samples: int = 1, states=None):
-        """``lax.scan`` over the horizon for one sample; arrays come back with a leading time axis."""
+    def _scan_start(self, inputs, key, fixed):
+        """``(init_key, carry0, fixed, step keys)`` of one sample's scan: the initial carried values (observed
+        ones taken from ``fixed``, which keeps the per-step records only, or None) and one key per step."""
         init_key, scan_key = jax.random.split(key)
         fixed = dict(fixed or {})
         carry0 = self._initial(inputs, init_key)
         carry0.update({k: fixed.pop(k) for k in self.spec.carry if k in fixed})  # observed initial state
-        fixed = fixed or None
-        keys = jax.random.split(scan_key, self.spec.horizon)
+        return init_key, carry0, fixed or None, jax.random.split(scan_key, self.spec.horizon)
+
+    def _one_sample(self, inputs, key, fixed, logp_old, num_samples: int = 1, states=None):
+        """``lax.scan`` over the horizon for one sample; arrays come back with a leading time axis."""
+        init_key, carry0, fixed, keys = self._scan_start(inputs, key, fixed)
 
         def step(carry, xs):
             k, f, lo = xs
@@ -196,11 +200,7 @@ class TemporalProgram(FlatProgram):
         """The scan of :meth:`_one_sample` without gradient and without estimator terms: every step's values
         (after-scan nodes left out) and the step keys, for :meth:`_terms_at_record`."""
         inputs = jax.lax.stop_gradient(inputs)
-        init_key, scan_key = jax.random.split(key)
-        fixed = dict(fixed or {})
-        carry0 = self._initial(inputs, init_key)
-        carry0.update({k: fixed.pop(k) for k in self.spec.carry if k in fixed})
-        keys = jax.random.split(scan_key, self.spec.horizon)
+        _, carry0, fixed, keys = self._scan_start(inputs, key, fixed)
 
         def step(carry, xs):
             k, f = xs
@@ -208,7 +208,7 @@ class TemporalProgram(FlatProgram):
             new_carry = {src: values[dst] for src, dst in self.spec.carry.items()}
             return new_carry, {n: v for n, v in values.items() if n not in self.static_inputs}
 
-        _, values = jax.lax.scan(step, carry0, (keys, fixed or None))
+        _, values = jax.lax.scan(step, carry0, (keys, fixed))
         return values, keys
 
     def _terms_at_record(self, inputs, values, step_keys, logp_old, states) -> SampleTerms:
