@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+import jax
+
 from scg._order import kahn
 from scg.errors import GraphError
 from scg.estimators import DEFAULT, Pathwise, Score
@@ -48,6 +50,10 @@ class Analysis:
         leaves every draw of the graph as it was."""
         declared = [n for n in self.order if not n.endswith(DIST)]
         return {n: i for i, n in enumerate(declared)}
+
+    def node_key(self, key: jax.Array, name: str) -> jax.Array:
+        """The key node ``name`` draws with in a sample whose key is ``key``: ``fold_in(key, key_index[name])``."""
+        return jax.random.fold_in(key, self.key_index[name])
 
     @cached_property
     def inputs(self) -> tuple[str, ...]:

@@ -35,10 +35,6 @@ class SampleTerms(NamedTuple):
     extra: dict  # stochastic node -> its estimator's term added as it is (scalar per sample)
 
 
-def node_key(key: jax.Array, analysis: Analysis, name: str) -> jax.Array:
-    return jax.random.fold_in(key, analysis.key_index[name])
-
-
 _DRAWS = ("stochastic", "simulate", "expectation")
 
 
@@ -120,7 +116,7 @@ def evaluate(
             continue
         args = [values[p] for p in node.parents]
         # Only nodes that draw get a key: tracing fold_in for every node costs more than the node itself.
-        k = node_key(key, analysis, name) if node.kind in _DRAWS else None
+        k = analysis.node_key(key, name) if node.kind in _DRAWS else None
         if node.kind == "deterministic":
             values[name] = _call(node, node.fn, args)
         elif node.kind == "cost":
@@ -199,7 +195,7 @@ def sample_terms(
             frozen = _frozen_downstream(analysis, inputs, key, name, fixed, tail)
         old = None if logp_old is None else logp_old.get(name)
         state = () if states is None else states.get(name, ())
-        ctx = NodeContext(name, dists[name], values[name], node_key(key, analysis, name), downstream, old, state, frozen)
+        ctx = NodeContext(name, dists[name], values[name], analysis.node_key(key, name), downstream, old, state, frozen)
         weight, extra[name] = est.terms(ctx)
         if est.uses_score:
             score_weights[name] = weight

@@ -19,7 +19,6 @@ from __future__ import annotations
 import jax
 
 from scg._program.analysis import Analysis
-from scg._program.forward import node_key
 from scg.errors import GraphError
 from scg.estimators.base import StateUpdate
 
@@ -37,7 +36,7 @@ def initial(analysis: Analysis, avals: dict, q_shape: tuple, key: jax.Array) -> 
         if node.kind != "stochastic":
             continue
         entry = {}
-        s = analysis.estimators[name].init_state(name, avals[name], node_key(key, analysis, name))
+        s = analysis.estimators[name].init_state(name, avals[name], analysis.node_key(key, name))
         if not (isinstance(s, tuple) and s == ()):  # () is stateless
             entry["estimator"] = s
         if has_baseline_state(node.baseline):
