@@ -30,6 +30,7 @@ Writes ``bench/results/gae_figure8.json`` and ``bench/results/gae_figure8.png``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -124,8 +125,10 @@ def plot(result: dict, path: Path) -> None:
     right.set_xlabel("λ")
     right.set_ylabel("γ")
     right.set_title(f"mean return after {result['grid_iteration']} iterations (white: higher)")
+    threshold = (grid.min() + grid.max()) / 2  # dark text on the light half of the gray scale, light on the dark
     for (r, c), v in np.ndenumerate(grid):
-        right.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=6, color="red")
+        right.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=8,
+                   color="black" if v > threshold else "white")
     fig.colorbar(image, ax=right)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -138,7 +141,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--iterations", type=int, default=None, help="learning-curve length (default 35)")
     parser.add_argument("--out", default=str(RESULTS / "gae_figure8.json"))
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON at --out; no training")
     args = parser.parse_args(argv)
+    if args.replot:
+        out = Path(args.out)
+        plot(json.loads(out.read_text()), out.with_suffix(".png"))
+        print(f"wrote {out.with_suffix('.png')}")
+        return 0
     seeds = args.seeds or (3 if args.quick else 10)
     iterations = args.iterations or (CHUNK if args.quick else 5 * CHUNK)
     lambdas = (0.0, 0.96, 1.0) if args.quick else LAMBDAS
