@@ -210,6 +210,19 @@ def _never_decreases(trace, gmm, points, weights, rel=dynamics.LL_TOLERANCE):
     return bool(np.all(np.diff(np.asarray(trace, np.float64)) >= -rel * scale))
 
 
+def _guard_holds(trace, start, points, weights, iterations):
+    """The contract of ``em(stop_on_decrease=True)``, step by step: step ``i`` lowers the LL by at most
+    ``LL_TOLERANCE`` times the scale of the GMM it started from (the one kept after step ``i - 1``,
+    recovered by rerunning EM with ``active=i``), plus one float32 ulp of the LL: the guard compares
+    ``new >= old - tol·scale`` in float32, and that threshold is rounded to the nearest float32."""
+    kept_after = jax.jit(lambda a: dynamics.em(start, points, weights, iterations=iterations, active=a)[0])
+    e_step = jax.jit(lambda g: dynamics._e_step(dynamics._with_factors(g), points, weights)[2:])  # (LL, scale)
+    before = [e_step(start)] + [e_step(kept_after(i)) for i in range(1, iterations)]
+    drops = -np.diff(np.concatenate([[float(before[0][0])], np.asarray(trace, np.float64)]))
+    allowed = np.array([dynamics.LL_TOLERANCE * float(scale) + float(np.spacing(np.abs(ll))) for ll, scale in before])
+    return bool(np.all(drops <= allowed)), drops.max(), allowed
+
+
 def test_em_recovers_separated_clusters_and_never_decreases():
     # Random labels (the reference) merged two clusters on 1 of 10 seeds we ran; k-means++ on none.
     t, m = 10, 30
@@ -231,7 +244,9 @@ def test_em_trace_without_guard_on_near_deterministic_data():
     # residual of a point along a thin direction, ~1e-3, is a difference of O(3) numbers rounded at
     # eps ≈ 6e-8, so each thin coordinate of L^{-1}(y - μ) carries ~1e-4 relative rounding: measured LL
     # jitter at convergence up to 1.5e-6·Σ|log p| (12 runs: 6 data seeds × 2 inits), hence 3e-6 here.
-    # The guarded trace stays within LL_TOLERANCE = 1e-6 by construction.
+    # The guarded trace stays within LL_TOLERANCE = 1e-6 of the scale of the GMM each step starts from, by
+    # construction (checked step by step: the final GMM's scale can be ~2% smaller, and the last steps'
+    # jitter sits at that margin on some CPUs).
     xs, us, x_nexts = linear_rollouts(jax.random.key(5), 5)
     y, alive = dynamics._joint_points(xs, us, x_nexts, jnp.ones((T, 5)))
     points, weights = y.reshape(-1, y.shape[-1]), alive.reshape(-1)
@@ -242,7 +257,8 @@ def test_em_trace_without_guard_on_near_deterministic_data():
         end_raw, raw = raw_em(start, points, weights)
         end, guarded = guarded_em(start, points, weights)
         assert _never_decreases(raw, end_raw, points, weights, rel=3e-6), (labels, np.diff(np.asarray(raw)))
-        assert _never_decreases(guarded, end, points, weights), labels
+        holds, worst, _ = _guard_holds(guarded, start, points, weights, 40)
+        assert holds, (labels, worst)
         assert float(guarded[-1]) >= float(raw[-1]) - 1e-6 * abs(float(raw[-1]))
 
 
@@ -364,7 +380,9 @@ def test_jit_and_vmap_over_seeds():
     for s in range(seeds):
         _, (one_a, one_trace) = single(keys[s])
         np.testing.assert_allclose(a_seq[s], one_a, rtol=1e-3, atol=1e-4)
-        np.testing.assert_allclose(traces[s], one_trace, rtol=1e-4)  # batched reductions round differently
+        # Batched reductions round differently, and EM amplifies it over its iterations: up to 1.6e-4 relative
+        # on some CPUs after 6 (2026-12-04). A seed mixed up with another would be off by ~1e2 (see below).
+        np.testing.assert_allclose(traces[s], one_trace, rtol=1e-3)
     assert not np.allclose(a_seq[0], a_seq[1])  # the seeds differ
 
 
