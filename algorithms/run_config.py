@@ -123,9 +123,11 @@ def seed_keys(config: dict) -> jax.Array:
 
 def _versions() -> dict:
     out = {"python": platform.python_version()}
-    for pkg in ("scg", "jax", "jaxlib", "optax", "numpy", "gymnasium"):
+    # The key is the import name; scg's distribution on the package index is ``scg-jax``.
+    for pkg, dist in (("scg", "scg-jax"), ("jax", "jax"), ("jaxlib", "jaxlib"), ("optax", "optax"),
+                      ("numpy", "numpy"), ("gymnasium", "gymnasium")):
         try:
-            out[pkg] = metadata.version(pkg)
+            out[pkg] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[pkg] = None
     return out

@@ -5,7 +5,7 @@ a notebook can ``plt.imshow`` a frame. Classic-control tasks reuse
 gymnasium's own pygame renderers: the JAX observation is mapped back to the
 state gymnasium draws from (their observations follow gymnasium's layout), so
 the pictures match the originals; this needs ``pygame``
-(``pip install "gymnasium[classic-control]"``).
+(``pip install "scg-jax[render]"``, which is what gymnasium's ``check_env`` render check asks for).
 """
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import math
 import os
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 FIGSIZE, DPI = (4.0, 3.0), 80  # 320 x 240 frames
 
@@ -29,12 +27,17 @@ _CLASSIC_STATE = {
 _classic_renderers: dict = {}
 
 
-def _canvas() -> tuple[Figure, object]:
+def _canvas():
+    """A matplotlib ``(Figure, Axes)`` on no display (matplotlib is imported here, not when ``scg.envs`` is)."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     return fig, fig.add_subplot(1, 1, 1)
 
 
-def _to_array(fig: Figure) -> np.ndarray:
+def _to_array(fig) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.array(canvas.buffer_rgba())[..., :3]
@@ -128,7 +131,8 @@ def _render_classic(name: str, obs) -> np.ndarray:
         try:
             _classic_renderers[name] = gymnasium.make(name, render_mode="rgb_array").unwrapped
         except gymnasium.error.DependencyNotInstalled as err:
-            raise ImportError(f"{name}: rendering reuses gymnasium's pygame renderer; {err}") from err
+            raise ImportError(f"{name}: rendering reuses gymnasium's pygame renderer; install it with "
+                              f"pip install \"scg-jax[render]\" ({err})") from err
     ref = _classic_renderers[name]
     ref.state = _CLASSIC_STATE[name](np.asarray(obs, np.float64))
     if name == "Pendulum-v1":

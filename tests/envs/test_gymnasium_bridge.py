@@ -137,3 +137,59 @@ def test_host_and_jax_rollouts_share_one_layout():
     ended = b.terminated | b.truncated
     np.testing.assert_array_equal(b.next_obs[:-1][~ended[:-1]], b.obs[1:][~ended[:-1]])
     assert np.all(np.isin(b.next_obs[b.terminated], [-params.m, params.n]))
+
+
+def test_make_vec_steps_all_envs_in_one_jitted_call_and_matches_the_functional_env():
+    """``gymnasium.make_vec("scg/CartPole-v1")`` is a GymnasiumVectorEnv whose numbers are VecAutoReset's, key by key."""
+    from scg.envs.gym_wrapper import GymnasiumVectorEnv
+
+    n, steps = 16, 40
+    venv = gymnasium.make_vec("scg/CartPole-v1", num_envs=n)
+    assert isinstance(venv, GymnasiumVectorEnv) and venv.num_envs == n
+    assert venv.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.SAME_STEP
+    assert venv.observation_space.shape == (n, 4) and venv.action_space.shape == (n,)
+    obs, _ = venv.reset(seed=3)
+    env, params = make("CartPole-v1")
+    ref = envs.VecAutoReset(env, n)
+    key, sub = jax.random.split(jax.random.key(3))
+    ref_obs, state = jax.jit(ref.reset)(sub, params)
+    ref_step = jax.jit(ref.step)
+    close = lambda a, b: np.testing.assert_allclose(a, np.asarray(b), rtol=1e-5, atol=1e-5)  # noqa: E731  (jit fuses, rounds apart)
+    close(obs, ref_obs)
+    actions = np.random.default_rng(0).integers(2, size=(steps, n))
+    ended = 0
+    for a in actions:
+        obs, reward, terminated, truncated, info = venv.step(a)
+        key, sub = jax.random.split(key)
+        ts = ref_step(sub, state, jnp.asarray(a, jnp.int32), params)
+        state = ts.state
+        close(obs, ts.obs)
+        close(reward, ts.reward)
+        np.testing.assert_array_equal(terminated, np.asarray(ts.terminated))
+        done = terminated | truncated
+        np.testing.assert_array_equal(info["_final_obs"], done)
+        close(info["final_obs"][done], np.asarray(ts.info["final_obs"])[done])
+        assert obs.dtype == np.float32 and reward.dtype == np.float32 and terminated.dtype == bool
+        ended += int(done.sum())
+    assert ended > 0  # random CartPole episodes end within ~20 steps: the autoreset was exercised
+    with pytest.raises(ValueError, match=r"CartPole-v1.*shape \(16,\)"):
+        venv.step(np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="CartPole-v1.*outside"):
+        venv.step(np.full(n, 2))
+    # The same seed gives the same episodes.
+    again = gymnasium.make_vec("scg/CartPole-v1", num_envs=n)
+    np.testing.assert_array_equal(again.reset(seed=3)[0], venv.reset(seed=3)[0])
+
+
+def test_module_prefixed_id_needs_no_import(tmp_path):
+    """Gymnasium 1.x has no plugin entry point; ``"scg.envs:scg/<id>"`` imports the registering module itself."""
+    import subprocess
+    import sys
+
+    code = ("import gymnasium\n"
+            "env = gymnasium.make('scg.envs:scg/CartPole-v1')\n"
+            "obs, _ = env.reset(seed=0)\n"
+            "print(type(env.unwrapped).__name__, obs.shape)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["GymnasiumEnv", "(4,)"]
