@@ -20,6 +20,10 @@ from scg.graph import dist_of
 from scg.returns import GAE
 from scg.temporal import Temporal
 
+from scg import graph as _graph  # noqa: E402
+
+_graph.resolved_svg = render.to_svg  # a plain `g` in Jupyter shows the estimators the compiler will choose
+
 __all__ = [
     "Batch",
     "CompileTimeWarning",

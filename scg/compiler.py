@@ -26,7 +26,7 @@ from scg._program import state as _state
 from scg._program.analysis import analyse
 from scg._program.forward import evaluate
 from scg._program.plan import Plan, Planner, check_key, check_num, check_observed, check_tangents, check_wrt
-from scg._program.temporal import check_temporal, divisor_at_most
+from scg._program.temporal import check_temporal, divisor_at_most, with_observed_carry
 from scg.errors import CompileTimeWarning, GraphError
 from scg.graph import Graph
 from scg.temporal import Temporal
@@ -69,6 +69,8 @@ class CompiledGraph:
         self.mode = mode
         self.checks = bool(checks)  # every kernel jitted under checkify (_kernel); fixed for the instance's caches
         self.analysis = analyse(self.graph, mode=mode)  # structural checks, as declared
+        if mode == "dice":
+            _check_first_order_costs(self.analysis)
         self.unbiased = bool(unbiased)
         if self.unbiased:  # the defaults resolve to score or pathwise, both unbiased: the declared ones decide
             _check_unbiased(self.analysis)
@@ -86,10 +88,15 @@ class CompiledGraph:
         ``observed`` (every method takes it) maps sampled nodes without a
         gradient path (score-function or simulated) to recorded values with a
         leading ``num_samples`` axis: those values are used instead of drawing,
-        and log-probabilities are recomputed at the current inputs.
+        and log-probabilities are recomputed at the current inputs. For a
+        :class:`scg.Temporal` it may also hold the initial values of carried
+        inputs, ``[num_samples, ...]``: such an input need not be in ``inputs``;
+        given in both, ``observed`` wins (the input's value only sets the shape,
+        and its gradient is zero).
         """
-        plan = self._plan(inputs)
         n = None if num_samples is None else check_num(num_samples)
+        inputs = self._with_carry(inputs, observed, n)
+        plan = self._plan(inputs)
         self._check_support(plan, inputs, key, n, observed)
         return self._kernel(_sample, plan, n)(inputs, key, check_observed(plan, observed, n))
 
@@ -98,6 +105,7 @@ class CompiledGraph:
 
         ``state`` (:meth:`init_state`): the estimators' and baselines' state it reads (the initial one by default).
         """
+        inputs = self._with_carry(inputs, observed, num_samples)
         plan = self._plan(inputs)
         kernel = self._kernel(_surrogate, plan, self.mode, check_num(num_samples))
         self._check_support(plan, inputs, key, num_samples, observed)
@@ -111,6 +119,8 @@ class CompiledGraph:
         line search can evaluate it at many parameters; at ``inputs == old_inputs``
         its gradient equals that of :meth:`surrogate`.
         """
+        inputs = self._with_carry(inputs, observed, num_samples)
+        old_inputs = self._with_carry(old_inputs, observed, num_samples)
         plan = self._plan(inputs)
         if self._plan(old_inputs) is not plan:
             raise GraphError("ratio_surrogate: inputs and old_inputs must have the same shapes and structure")
@@ -143,7 +153,14 @@ class CompiledGraph:
         estimators' and baselines' state between calls; with it, ``grad``
         returns ``(grads, new_state)``. Without it every call reads the initial
         state and only ``grads`` is returned.
+
+        A carried input of a :class:`scg.Temporal` whose initial values come
+        through ``observed`` (:meth:`sample`) and not ``inputs`` has no entry in
+        ``grads``.
         """
+        given = inputs
+        if observed is not None:
+            inputs = self._with_carry(inputs, observed, num_samples)
         if state is not None:
             plan = self._plan(inputs)
             n = check_num(num_samples)
@@ -151,7 +168,8 @@ class CompiledGraph:
             if observed is not None:
                 self._check_support(plan, inputs, key, n, observed)
             kernel = self._kernel(_stateful_grad, plan, self.mode, check_wrt(plan, wrt), n)
-            return kernel(inputs, key, state, check_observed(plan, observed, n))
+            grads, state = kernel(inputs, key, state, check_observed(plan, observed, n))
+            return _given_only(grads, given, inputs), state
         wrt = wrt if wrt is None or isinstance(wrt, str) else tuple(wrt)
         # The type is in the key: True == 1 and 2.0 == 2 hash alike, and a rejected value must not be cached.
         cache_key = (num_samples, type(num_samples), wrt)
@@ -159,9 +177,10 @@ class CompiledGraph:
         if jitted is None:
             jitted = self._kernel(_traced_grad, self._plan, self.mode, check_num(num_samples), wrt)
             self._grad_kernels[cache_key] = jitted
-        if observed is not None:  # concrete records checked on the host first; nothing on the path without them
-            self._check_support(self._plan(inputs), inputs, key, check_num(num_samples), observed)
-        return jitted(inputs, key, observed)
+        if observed is None:  # the hot path: no Python work of ours beyond the lookup above
+            return jitted(inputs, key, observed)
+        self._check_support(self._plan(inputs), inputs, key, check_num(num_samples), observed)  # concrete records, on the host
+        return _given_only(jitted(inputs, key, observed), given, inputs)
 
     def init_state(self, inputs: dict, key: jax.Array | None = None) -> dict:
         """The state before the first call, for inputs shaped like ``inputs``: ``{node: {"estimator": ...,
@@ -235,6 +254,7 @@ class CompiledGraph:
 
     def value(self, inputs: dict, key: jax.Array, *, num_samples: int = 1, observed=None) -> jax.Array:
         """Monte Carlo estimate of ``E[Σ costs]``."""
+        inputs = self._with_carry(inputs, observed, num_samples)
         plan = self._plan(inputs)
         kernel = self._kernel(_value, plan, check_num(num_samples))
         self._check_support(plan, inputs, key, num_samples, observed)
@@ -286,6 +306,7 @@ class CompiledGraph:
         ``log p̂`` at the sampling inputs. ``observed`` as in :meth:`sample`; ``state`` as in :meth:`advantages`.
         Pure; use inside ``jit``.
         """
+        inputs = self._with_carry(inputs, observed, num_samples)
         plan = self._plan(inputs)
         self._check_support(plan, inputs, key, check_num(num_samples), observed)
         check_key(key)
@@ -339,7 +360,11 @@ class CompiledGraph:
         function in ``jax.experimental.checkify.checkify`` and throw its error.
         """
         plan, n = self._plan(example_inputs), check_num(num_samples)
-        fn = lambda inputs, key, observed=None: _emit(plan, self.mode, inputs, key, n, check_observed(plan, observed, n))  # noqa: E731
+
+        def fn(inputs, key, observed=None):
+            inputs = self._with_carry(inputs, observed, n)
+            return _emit(plan, self.mode, inputs, key, n, check_observed(plan, observed, n))
+
         return _checks.emitting(fn) if self.checks else fn
 
     def grad_fn(self, example_inputs: dict, *, num_samples: int = 1, wrt=None, with_values: bool = False, with_state: bool = False):
@@ -357,13 +382,28 @@ class CompiledGraph:
         wrt = check_wrt(plan, wrt)
         if with_state:
             def stateful(inputs, key, state, observed=None):
-                grads, values, new = _grad_values_state(plan, self.mode, wrt, n, inputs, key, state, check_observed(plan, observed, n))
+                full = self._with_carry(inputs, observed, n)
+                grads, values, new = _grad_values_state(plan, self.mode, wrt, n, full, key, state, check_observed(plan, observed, n))
+                grads = _given_only(grads, inputs, full)
                 return (grads, values, new) if with_values else (grads, new)
 
             return _checks.emitting(stateful) if self.checks else stateful
-        body = _grad_and_values if with_values else _grad_body
-        fn = lambda inputs, key, observed=None: body(plan, self.mode, wrt, n, inputs, key, check_observed(plan, observed, n))  # noqa: E731
+
+        def fn(inputs, key, observed=None):
+            full = self._with_carry(inputs, observed, n)
+            if with_values:
+                grads, values = _grad_and_values(plan, self.mode, wrt, n, full, key, check_observed(plan, observed, n))
+                return _given_only(grads, inputs, full), values
+            return _given_only(_grad_body(plan, self.mode, wrt, n, full, key, check_observed(plan, observed, n)), inputs, full)
+
         return _checks.emitting(fn) if self.checks else fn
+
+    def _with_carry(self, inputs, observed, num_samples):
+        """``inputs`` with the carried inputs of a Temporal that only ``observed`` gives, as placeholders
+        (:func:`scg._program.temporal.with_observed_carry`); ``inputs`` itself otherwise."""
+        if self.temporal is None or not observed:
+            return inputs
+        return with_observed_carry(self.temporal, inputs, observed, None if num_samples is None else check_num(num_samples))
 
     def _repr_svg_(self) -> str:
         a = self.analysis  # as declared: scg.render.to_svg(graph, compiled=, inputs=) shows the resolved estimators
@@ -465,6 +505,27 @@ def _check_unbiased(analysis) -> None:
                 f"node {name!r}: estimator {est.name!r} is biased for the gradient of the expected cost, and the "
                 f"graph was compiled with unbiased=True; choose an unbiased estimator for it (e.g. 'score', "
                 f"'pathwise', 'rebar', 'relax', 'arm', 'enumerate'), or compile without unbiased=True"
+            )
+
+
+def _given_only(grads: dict, given, completed) -> dict:
+    """``grads`` less the inputs :meth:`CompiledGraph._with_carry` added (placeholders, not the caller's)."""
+    if completed is given:
+        return grads
+    return {k: v for k, v in grads.items() if k in given}
+
+
+def _check_first_order_costs(analysis) -> None:
+    """GraphError at a :meth:`scg.Graph.log_prob_cost`: the term it leaves out has mean zero in the gradient
+    only, so the magic-box objective (``mode="dice"``, ``hvp``) would give biased second derivatives."""
+    for name in analysis.costs:
+        of = analysis.nodes[name].spec.log_prob_of
+        if of is not None:
+            raise GraphError(
+                f"cost {name!r} is g.log_prob_cost of {of!r}: it leaves out the score of the density of {of!r}, "
+                f"whose mean is zero in the gradient but not in second derivatives, so mode='dice' and hvp would be "
+                f"biased; for them declare it as a plain cost, g.cost({name!r}, lambda d, z: jnp.sum(d.log_prob(z)), "
+                f"scg.dist_of({of!r}), {of!r})"
             )
 
 

@@ -1,7 +1,7 @@
 """A small set of distributions for stochastic nodes.
 
 Any object with ``sample(key)`` and ``log_prob(value)`` can be returned from a
-stochastic node's function (numpyro's distributions fit this protocol as they
+stochastic node's function (NumPyro's distributions fit this protocol as they
 are); the optional members the compiler reads are:
 
 - ``has_rsample`` and ``rsample(key)``: a reparameterised sample, needed by the
@@ -10,8 +10,10 @@ are); the optional members the compiler reads are:
   ``ε = g⁻¹(x)``, with which a pathwise node takes an observed value (the
   noise that would have drawn it; SVG(1)/SVG(∞) on recorded transitions);
 - ``mean`` and ``variance``: used by the Gaussian-smoothing estimator;
-- ``enumerate_support()``: values and weights for exact expectations in
-  :mod:`scg.testing` (a finite support, or Gauss-Hermite quadrature nodes);
+- ``enumerate_support()``: values and weights over the joint support, for exact
+  expectations in :mod:`scg.testing` (a finite support, or Gauss-Hermite
+  quadrature nodes); :func:`joint_support` reads it, and NumPyro's per-element
+  ``enumerate_support(expand=True)`` too;
 - ``in_support(value)``: where ``value`` is a possible outcome (a boolean mask
   shaped like it), read to reject ``observed=`` values the distribution cannot
   produce, whose log-probabilities would be ``-inf`` or silently wrong;
@@ -20,16 +22,19 @@ are); the optional members the compiler reads are:
 
 Every distribution here is a pytree, so it can cross ``jit``/``vmap``.
 ``log_prob`` is elementwise; the compiler sums it over the node's elements.
+:func:`kl_divergence` and :func:`joint_support` take NumPyro distributions as
+well; NumPyro itself is optional and imported only when one is passed.
 """
 from __future__ import annotations
 
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Normal", "Bernoulli", "Categorical", "Distribution", "kl_divergence"]
+__all__ = ["Normal", "Bernoulli", "Categorical", "Distribution", "joint_support", "kl_divergence"]
 
 
 class Distribution:
@@ -258,13 +263,25 @@ class Categorical(Distribution):
         return values, weights
 
 
-def kl_divergence(p: Distribution, q: Distribution) -> jax.Array:
+def kl_divergence(p, q) -> jax.Array:
     """``KL(p ‖ q)`` per element (summed over a Categorical's categories), in closed form.
 
     The trust-region constraint of TRPO (Schulman 2016, Eq. 35, ``KL(π_old ‖ π_θ)``)
     and PPO's adaptive penalty read it. ``p`` and ``q`` must be of the same class;
     a user's distribution class takes part by offering ``p.kl(q)``.
+
+    Two NumPyro distributions go to ``numpyro.distributions.kl.kl_divergence``
+    (NumPyro's registry: Normal, Independent, MultivariateNormal, Dirichlet, ...);
+    the pairs it has no form for that scg has (NumPyro 0.22 registers neither
+    Bernoulli nor Categorical given by logits) get scg's closed form below.
+
+    Example:
+        >>> from scg import dist
+        >>> float(dist.kl_divergence(dist.Normal(0.0, 1.0), dist.Normal(1.0, 1.0)))
+        0.5
     """
+    if _is_numpyro(p) and _is_numpyro(q):
+        return _numpyro_kl(p, q)
     if type(p) is not type(q):
         raise TypeError(f"kl_divergence: p and q must be the same distribution class, got {type(p).__name__} and {type(q).__name__}")
     if isinstance(p, Normal):
@@ -279,3 +296,105 @@ def kl_divergence(p: Distribution, q: Distribution) -> jax.Array:
     if hasattr(p, "kl"):
         return p.kl(q)
     raise TypeError(f"kl_divergence: no closed form for {type(p).__name__}; give the class a kl(q) method")
+
+
+# -- NumPyro distributions -------------------------------------------------------------
+def _is_numpyro(d) -> bool:
+    """Whether ``d`` follows NumPyro's protocol (``batch_shape``, ``event_shape``, ``has_enumerate_support``).
+
+    Read from the object, so that nothing here imports NumPyro unless one of its distributions is passed.
+    """
+    return hasattr(type(d), "has_enumerate_support") and hasattr(d, "batch_shape") and hasattr(d, "event_shape")
+
+
+def _numpyro_kl(p, q) -> jax.Array:
+    from numpyro.distributions import kl as numpyro_kl  # optional dependency: only NumPyro arguments get here
+
+    try:
+        return numpyro_kl.kl_divergence(p, q)
+    except NotImplementedError as err:
+        pair = _as_scg(p), _as_scg(q)
+        if None in pair or type(pair[0]) is not type(pair[1]):
+            raise TypeError(
+                f"kl_divergence: neither NumPyro nor scg has a closed form for KL({type(p).__name__} ‖ "
+                f"{type(q).__name__}); register one with numpyro.distributions.kl.register_kl"
+            ) from err
+        return kl_divergence(*pair)
+
+
+def _as_scg(d):
+    """The scg distribution equal to NumPyro distribution ``d`` (Normal, Bernoulli, Categorical), else None."""
+    import numpyro.distributions as nd  # optional dependency: only NumPyro arguments get here
+
+    if isinstance(d, nd.Normal):
+        return Normal(d.loc, d.scale)
+    if isinstance(d, (nd.BernoulliLogits, nd.BernoulliProbs)):
+        return Bernoulli(logits=d.logits)
+    if isinstance(d, (nd.CategoricalLogits, nd.CategoricalProbs)):
+        return Categorical(logits=d.logits)
+    return None
+
+
+# -- exact expectations ------------------------------------------------------------------
+MAX_JOINT_SUPPORT = 1024  # joint values a finite support may have in joint_support (as scg's Bernoulli, Categorical)
+
+
+def joint_support(d, *, quadrature: int = 20) -> tuple[jax.Array, jax.Array]:
+    """``(values, weights)`` over the joint support of all of ``d``'s elements, for exact expectations.
+
+    ``values`` is ``[K, *shape]`` (one joint outcome of every element per row) and ``weights`` ``[K]``
+    sums to 1, so ``E[f(x)] = Σ_k weights[k] f(values[k])``, differentiable in ``d``'s parameters:
+    through ``weights = p(values)`` for a finite support, through the reparameterised nodes
+    ``loc + scale · z_k`` (constant weights) of Gauss-Hermite quadrature for a Normal, exact for
+    polynomials of degree up to ``2 · quadrature - 1``. :mod:`scg.testing` reads it.
+
+    Both protocols are accepted:
+
+    - scg's: ``d.enumerate_support()`` already returns the joint ``(values, weights)``; a
+      reparameterisable distribution with a ``variance`` (a Normal) is asked for ``quadrature`` nodes;
+    - NumPyro's: ``d.enumerate_support(expand=True)`` gives each element's values only,
+      ``[K, *batch_shape, *event_shape]`` (the same ``K`` values for every element); the joint
+      support is their product over the ``batch_shape`` elements, ``K ** n`` rows, weighted by
+      ``exp(Σ log_prob)``. A NumPyro ``Normal`` (no finite support) gets the quadrature of scg's.
+
+    Raises:
+        ValueError: a support of more than ``MAX_JOINT_SUPPORT`` joint values, a Normal of more
+            than 2 elements, or a NumPyro distribution with neither a finite support nor quadrature.
+
+    Example:
+        >>> from scg import dist
+        >>> values, weights = dist.joint_support(dist.Bernoulli(probs=[0.5, 0.25]))
+        >>> values.shape, [round(float(w), 4) for w in weights]
+        ((4, 2), [0.375, 0.125, 0.375, 0.125])
+    """
+    if not _is_numpyro(d):
+        if getattr(d, "has_rsample", False) and hasattr(d, "variance"):
+            return d.enumerate_support(quadrature)
+        return d.enumerate_support()
+    if getattr(d, "has_enumerate_support", False):
+        return _product_support(d)
+    import numpyro.distributions as nd  # optional dependency: only NumPyro arguments get here
+
+    if isinstance(d, nd.Normal):
+        return Normal(d.loc, d.scale).enumerate_support(quadrature)  # broadcast to the batch shape
+    raise ValueError(
+        f"joint_support: NumPyro's {type(d).__name__} has no finite support (has_enumerate_support is False) and "
+        f"no quadrature here (only Normal has one); use a discrete or Normal distribution for an exact expectation"
+    )
+
+
+def _product_support(d) -> tuple[jax.Array, jax.Array]:
+    """The joint support of a NumPyro distribution from its per-element ``enumerate_support(expand=True)``."""
+    batch, event = tuple(d.batch_shape), tuple(d.event_shape)
+    per = jnp.asarray(d.enumerate_support(expand=True))  # [K, *batch, *event]
+    k, n = per.shape[0], math.prod(batch)
+    if k**n > MAX_JOINT_SUPPORT:
+        raise ValueError(
+            f"joint_support: {type(d).__name__} of batch shape {batch} has {k}**{n} joint values, more than "
+            f"{MAX_JOINT_SUPPORT}; enumerate a smaller distribution"
+        )
+    index = np.array(list(itertools.product(range(k), repeat=n)), np.int32).reshape(k**n, n)  # row -> value index per element
+    values = per.reshape((k, n) + event)[index, np.arange(n)]  # [K**n, n, *event]
+    values = values.reshape((k**n,) + batch + event)
+    weights = jnp.exp(jax.vmap(lambda v: jnp.sum(d.log_prob(v)))(values))
+    return values, weights

@@ -18,7 +18,9 @@ Node kinds:
   estimated with one sampled ``a`` (the relaxed dynamics of RPG, Levy & Ermon
   2018, Eq. 5).
 - ``cost``: a deterministic, scalar node whose values are summed into the
-  objective ``E[sum of costs]`` that the estimator differentiates.
+  objective ``E[sum of costs]`` that the estimator differentiates. A cost that
+  is the log-density of a sampled node (the ``log q(z)`` of an ELBO) is declared
+  with :meth:`Graph.log_prob_cost`, which leaves out its mean-zero score term.
 - ``loss``: a scalar added to the surrogate and differentiated pathwise only,
   outside the expected cost: no score term credits it (a critic's
   regression loss). In a temporal graph it may read the cost-to-go.
@@ -39,7 +41,7 @@ in ``node.spec``, one class per kind:
 
 - :class:`StochasticSpec` ``(estimator, baseline, advantage)`` for ``stochastic``;
 - :class:`ExpectationSpec` ``(dist_fn, estimator, exact)`` for ``expectation``;
-- :class:`CostSpec` ``(reduce)`` for ``cost``;
+- :class:`CostSpec` ``(reduce, log_prob_of)`` for ``cost``;
 - :class:`LossSpec` ``(target)`` for ``loss``;
 - ``None`` for ``input``, ``deterministic`` and ``simulate``.
 
@@ -53,13 +55,23 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from scg import _draw
 from scg import estimators as _estimators
 from scg.errors import GraphError
 from scg.returns import GAE
+
+# The picture a Graph or Temporal shows in Jupyter. Resolving the default estimators needs the compiler,
+# a higher layer, so ``scg/__init__.py`` sets this to ``scg.render.to_svg``; until then (``scg.graph``
+# imported alone) the nodes are drawn as declared.
+resolved_svg: Callable | None = None
 
 DIST = ".dist"  # suffix of the parent name that reads a stochastic node's distribution (dist_of)
 KINDS = ("input", "deterministic", "stochastic", "simulate", "expectation", "cost", "loss")
@@ -87,9 +99,11 @@ class ExpectationSpec:
 
 @dataclass(frozen=True)
 class CostSpec:
-    """How a non-scalar cost is reduced to a scalar: ``None`` (it must be scalar), ``"sum"`` or ``"mean"``."""
+    """How a non-scalar cost is reduced to a scalar: ``None`` (it must be scalar), ``"sum"`` or ``"mean"``;
+    ``log_prob_of``: the stochastic node whose log-density the cost is (:meth:`Graph.log_prob_cost`), or ``None``."""
 
     reduce: str | None = None
+    log_prob_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,23 @@ def dist_of(node) -> str:
     if not isinstance(name, str):
         raise GraphError(f"dist_of: expected a stochastic node's handle or name, got {node!r}")
     return name + DIST
+
+
+def _log_density(node: str, scale: float) -> Callable:
+    """``(q, ẑ) -> scale · Σ log q(ẑ)`` with ``q``'s parameters held constant: the function of
+    :meth:`Graph.log_prob_cost`, for stochastic node ``node``."""
+
+    def log_density(dist, value):
+        leaves = jax.tree_util.tree_leaves(dist)
+        if not leaves or not all(isinstance(x, (jax.Array, np.ndarray, numbers.Number)) for x in leaves):
+            raise GraphError(
+                f"log_prob_cost of {node!r}: its distribution {type(dist).__name__} is not a pytree of arrays, so its "
+                f"parameters cannot be held constant; register the class as a pytree (jax.tree_util."
+                f"register_pytree_node, as scg.dist.Distribution subclasses and NumPyro's distributions are)"
+            )
+        return scale * jnp.sum(jax.lax.stop_gradient(dist).log_prob(value))
+
+    return log_density
 
 
 def _the_distribution(dist):
@@ -312,6 +343,61 @@ class Graph:
             raise GraphError(f"cost {name!r}: reduce must be None, 'sum' or 'mean', got {reduce!r}")
         return self._add(self._fn_node(name, "cost", fn, parents, spec=CostSpec(reduce)))
 
+    def log_prob_cost(self, name: str, node, *, scale: float = 1.0) -> Node:
+        """A cost ``scale · log q(ẑ)``: the log-density of stochastic node ``node`` at its own draw, summed over
+        its elements, without the mean-zero term ``scale · ∇_φ log q(z; φ)`` at fixed ``z``.
+
+        The ELBO's ``E_q[log q(z; φ)]`` (a cost ``log q(ẑ) - log p(x, ẑ)``, to minimise) written as
+        ``g.cost(name, lambda d, z: jnp.sum(d.log_prob(z)), scg.dist_of(z), z)`` is differentiated
+        through both of its arguments. The gradient through the distribution's parameters at a fixed
+        draw, the score of ``q``, has expectation zero, ``E_{z~q}[∇_φ log q(z; φ)] = ∇_φ ∫ q = 0``, so it
+        adds only variance. This cost holds ``q``'s parameters constant (``stop_gradient``) and keeps the
+        rest: for a reparameterised ``z`` the path through ``ẑ = g(φ, ε)``, Roeder, Wu & Duvenaud's
+        "sticking the landing" estimator (2017, §2), whose variance vanishes where ``q`` is the exact
+        posterior; for a score-function ``z`` the cost's value in ``Q̂`` (where NumPyro's
+        ``TraceGraph_ELBO`` stops the gradient of a non-reparameterised guide site's ``log q`` too).
+        The expected cost and its gradient are unchanged: still unbiased (given unbiased estimators), with
+        ``ẑ`` drawn from ``q`` at the current parameters; a value recorded through ``observed=`` must
+        be such a draw. Upstream nodes that ``q``'s parameters read are conditioned on, so the term
+        is dropped through them too, still with mean zero.
+
+        A method rather than an option of :meth:`cost`: which term to drop is known only for the
+        density of the node's own draw, so the node declares that, not a function. It reads
+        ``node``'s distribution through :func:`dist_of` (computed once, shared with ``node``'s draw).
+        The dropped term is not mean-zero in second derivatives: ``mode="dice"`` (and so ``hvp``)
+        refuses the graph, naming this cost.
+
+        Args:
+            name: the cost node's name.
+            node: a stochastic node (handle or name) whose distribution has ``log_prob``; it must be a
+                pytree (every :mod:`scg.dist` distribution and NumPyro's are) for ``stop_gradient``.
+            scale: a constant factor: ``1`` for the ELBO's ``+log q`` (minimised), ``β`` for a weighted
+                KL, ``-β`` for an entropy bonus ``-β H[q]`` written as a cost.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, scg
+            >>> from scg import dist
+            >>> g = scg.Graph("elbo")
+            >>> mu = g.input("mu")
+            >>> z = g.stochastic("z", lambda m: dist.Normal(m, 1.0), mu)
+            >>> _ = g.log_prob_cost("log_q", z)
+            >>> _ = g.cost("log_p", lambda z: 0.5 * z**2, z)  # -log N(z; 0, 1) up to a constant
+            >>> grad = scg.compile(g).grad({"mu": 0.0}, jax.random.key(0), num_samples=4)["mu"]
+        """
+        target = node.name if isinstance(node, Node) else node
+        if not isinstance(target, str):
+            raise GraphError(f"log_prob_cost {name!r}: node must be a stochastic node's handle or name, got {node!r}")
+        if isinstance(node, Node) and node.kind != "stochastic":
+            raise GraphError(
+                f"log_prob_cost {name!r}: {target!r} is a {node.kind} node; only a stochastic node has the "
+                f"density of its draw (declare it with g.stochastic)"
+            )
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not abs(float(scale)) < float("inf"):
+            raise GraphError(f"log_prob_cost {name!r}: scale must be a finite Python number, got {scale!r}")
+        fn = _log_density(target, float(scale))
+        spec = CostSpec(None, log_prob_of=target)
+        return self._add(self._fn_node(name, "cost", fn, (dist_of(target), target), spec=spec))
+
     def loss(self, name: str, fn: Callable, *parents, target: str | None = None) -> Node:
         """A scalar loss ``fn(*parents)`` added to the surrogate but not to the expected cost.
 
@@ -349,7 +435,10 @@ class Graph:
         return f"Graph({self.name!r}, {len(self)} nodes)"
 
     def _repr_svg_(self) -> str:
-        return _draw.svg(self.name, _draw.describe(self.nodes))  # as declared; scg.render resolves
+        """Jupyter's picture: :func:`scg.render.to_svg` (estimators resolved) once ``scg`` is imported."""
+        if resolved_svg is not None:
+            return resolved_svg(self)
+        return _draw.svg(self.name, _draw.describe(self.nodes))  # as declared
 
     # -- internals ----------------------------------------------------------
     def _fn_node(self, name, kind, fn, parents, **kw) -> Node:
@@ -369,6 +458,15 @@ class Graph:
             return self
         copy = Graph(self.name)
         copy._nodes = dict(self._nodes)
+        copy._frozen = True
+        return copy
+
+    def _with_estimators(self, estimators: dict) -> "Graph":
+        """A frozen copy whose nodes named in ``estimators`` take those estimators (the planner's resolved
+        defaults). Copied from the nodes as declared, so the ``"w.dist"`` nodes of :func:`dist_of` are
+        derived again by :attr:`nodes`, not re-added under names that are not identifiers."""
+        copy = Graph(self.name)
+        copy._nodes = {n: node.with_estimator(estimators[n]) if n in estimators else node for n, node in self._nodes.items()}
         copy._frozen = True
         return copy
 

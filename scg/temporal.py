@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from scg import _draw
+from scg import graph as _graph
 from scg.errors import GraphError
 from scg.graph import Graph
 
@@ -52,7 +54,12 @@ class Temporal:
         discount: ``γ`` in ``(0, 1]`` for credit assignment (see module docs).
         init: optional ``(key, inputs) -> {carry input: value}`` drawing the
             initial carried values (e.g. an environment reset); without it the
-            carried inputs are read from ``inputs`` at call time.
+            carried inputs are read from ``inputs`` at call time, or from
+            ``observed=`` (initial values per sample, ``[num_samples, ...]``,
+            e.g. recorded start states), which then need not be in ``inputs``.
+            Given in both, ``observed`` wins: the input's value only sets the
+            shape, and its gradient is zero. ``observed`` overrides ``init``'s
+            draws alike.
         terminated, truncated: names of step nodes holding the episode-end flags.
         bootstrap: name of a step node estimating the costs after the step,
             used on truncation and after the last step.
@@ -123,7 +130,10 @@ class Temporal:
         return f"Temporal({self.step.name!r}, carry={self.carry}, horizon={self.horizon}, discount={self.discount})"
 
     def _repr_svg_(self) -> str:
-        return self.step._repr_svg_()
+        """Jupyter's picture: the step graph in a frame with the carry edges, the horizon and the discount."""
+        if _graph.resolved_svg is not None:
+            return _graph.resolved_svg(self)
+        return _draw.svg(self.name, _draw.describe(self.step.nodes), frame=_draw.frame_of(self))
 
 
 def _name(x) -> str:

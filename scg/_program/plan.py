@@ -70,7 +70,10 @@ class Planner:
             raise GraphError(f"inputs must be a dict keyed by input-node name {list(want)}")
         missing = [n for n in want if n not in inputs]
         if missing:
-            raise GraphError(f"missing value for input node(s) {missing}; pass inputs={{name: value}} for each of {list(want)}")
+            carried = [n for n in missing if self.temporal is not None and n in self.temporal.carry]
+            also = (f", or the initial values of carried input(s) {carried} per sample through observed="
+                    f"{{name: [num_samples, ...]}}") if carried else ""
+            raise GraphError(f"missing value for input node(s) {missing}; pass inputs={{name: value}} for each of {list(want)}{also}")
         extra = [n for n in inputs if n not in want]
         if extra:
             raise GraphError(f"inputs {extra} are not input nodes of graph {self.graph.name!r} (input nodes: {list(want)})")
@@ -271,11 +274,7 @@ def _has_float(aval_tree) -> bool:
 
 
 def _reanalyse(graph: Graph, estimators: dict, mode: str) -> Analysis:
-    nodes = [n.with_estimator(estimators[n.name]) if n.name in estimators else n for n in graph.nodes]
-    g = Graph(graph.name)
-    for n in nodes:
-        g._add(n)
-    return analyse(g, mode=mode)
+    return analyse(graph._with_estimators(estimators), mode=mode)
 
 
 def _check_values(a: Analysis, avals: dict, float_inputs) -> None:

@@ -95,6 +95,35 @@ def terms_from_record(spec: Temporal, a: Analysis) -> bool:
     return True
 
 
+def with_observed_carry(spec: Temporal, inputs, observed, num_samples: int | None):
+    """``inputs`` completed with the carried inputs that only ``observed`` gives (their initial values per sample).
+
+    ``observed[k]`` (``[num_samples, ...]``) replaces the initial value of carried input ``k`` in every sample
+    (:meth:`TemporalProgram._scan_start`), so ``k`` need not be in ``inputs``: here it gets a placeholder of one
+    sample's shape and dtype (zeros), which only sets the plan's signature. Returns ``inputs`` itself when
+    nothing is missing (a Temporal with ``init=`` draws its carried inputs, none are read from ``inputs``).
+    """
+    if spec.init is not None or not observed or not isinstance(inputs, dict):
+        return inputs
+    missing = [k for k in spec.carry if k not in inputs and k in observed]
+    if not missing:
+        return inputs
+    return {**inputs, **{k: _one_sample_placeholder(k, observed[k], num_samples) for k in missing}}
+
+
+def _one_sample_placeholder(name: str, record, num_samples: int | None):
+    def zeros(x):
+        shape = jnp.shape(x)
+        if num_samples is not None and (not shape or shape[0] != num_samples):
+            raise GraphError(
+                f"observed[{name!r}] has shape {shape}, but as the initial value of carried input {name!r} it needs "
+                f"a leading num_samples={num_samples} axis, one initial value per sample"
+            )
+        return jnp.zeros(shape if num_samples is None else shape[1:], jnp.result_type(x))
+
+    return jax.tree_util.tree_map(zeros, record)
+
+
 class TemporalProgram(FlatProgram):
     """Scan one step per time index inside a ``vmap`` over samples; temporal ``Q̂``."""
 

@@ -4,7 +4,7 @@ Two halves, and a report:
 
 - :func:`exact_expectation` computes ``E[Σ costs]`` of a small graph exactly,
   as a differentiable function of the inputs: discrete nodes are enumerated
-  over their support, Gaussian nodes integrated by Gauss-Hermite quadrature
+  over their joint support, Gaussian nodes integrated by Gauss-Hermite quadrature
   (exact for polynomials up to degree ``2·quadrature - 1``, and to float
   precision for the smooth functions of test graphs). ``jax.grad`` and
   ``jax.hessian`` of it give exact gradients and Hessians.
@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scg._program.analysis import analyse
+from scg.dist import joint_support
 from scg.errors import GraphError
 from scg.graph import Graph
 from scg.testing.variance import VarianceReport, variance_report  # noqa: F401 (re-exported)
@@ -48,9 +49,10 @@ from scg.testing.variance import VarianceReport, variance_report  # noqa: F401 (
 def exact_expectation(graph: Graph, inputs: dict, *, quadrature: int = 20) -> jax.Array:
     """``E[Σ costs]`` by enumeration (discrete nodes) and Gauss-Hermite quadrature (Normal nodes).
 
-    Differentiable in ``inputs``. The graph's nodes must offer
-    ``enumerate_support`` (all of :mod:`scg.dist` do, within size limits);
-    simulated nodes cannot be enumerated.
+    Differentiable in ``inputs``. The graph's distributions must have a joint
+    support or quadrature that :func:`scg.dist.joint_support` reads: all of
+    :mod:`scg.dist` (within size limits), NumPyro's discrete distributions and
+    its Normal; simulated nodes cannot be enumerated.
     """
     a = analyse(graph)
     values: dict[str, Any] = {k: jax.tree_util.tree_map(lambda v: jnp.asarray(v)[None], inputs[k]) for k in a.inputs}
@@ -67,15 +69,14 @@ def exact_expectation(graph: Graph, inputs: dict, *, quadrature: int = 20) -> ja
             values[name] = out
         elif node.kind == "expectation":
             def expect(*xs, node=node):
-                support, w = node.spec.dist_fn(*xs).enumerate_support()
+                support, w = joint_support(node.spec.dist_fn(*xs), quadrature=quadrature)
                 fx = jax.vmap(lambda s: node.fn(*xs, s))(support)
                 return jax.tree_util.tree_map(lambda v: jnp.tensordot(w, v, axes=1), fx)
 
             values[name] = jax.vmap(expect, axis_size=weight.shape[0])(*args)
         elif node.kind == "stochastic":
             dists = jax.vmap(node.fn, axis_size=weight.shape[0])(*args)
-            enum = (lambda d: d.enumerate_support(quadrature)) if _is_normal(dists) else (lambda d: d.enumerate_support())
-            support, w = jax.vmap(enum)(dists)  # [W, K, ...], [W, K]
+            support, w = jax.vmap(lambda d: joint_support(d, quadrature=quadrature))(dists)  # [W, K, ...], [W, K]
             worlds, k = w.shape
             values = {n: _repeat(v, k) for n, v in values.items()}
             values[name] = support.reshape((worlds * k,) + support.shape[2:])
@@ -84,10 +85,6 @@ def exact_expectation(graph: Graph, inputs: dict, *, quadrature: int = 20) -> ja
             raise GraphError(f"exact_expectation: node {name!r} ({node.kind}) cannot be enumerated")
     total = sum((values[c] for c in a.costs), jnp.zeros_like(weight))
     return jnp.sum(weight * total)
-
-
-def _is_normal(d) -> bool:
-    return hasattr(d, "variance") and getattr(d, "has_rsample", False)
 
 
 def _repeat(tree, k: int):
