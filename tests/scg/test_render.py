@@ -1,14 +1,17 @@
 """Rendering a graph: the SVG is well-formed and says what the graph is; DOT lists every edge;
-``score_terms`` agrees with the thesis' Figure 11 estimators. Budget: < 10 s."""
+``score_terms`` agrees with the thesis' Figure 11 estimators; a Temporal is framed with its carry edges; no edge
+crosses a label; the matplotlib figure (PNG) shows the same texts. Budget: < 10 s."""
 import itertools
 import xml.etree.ElementTree as ET
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import scg
-from scg import baselines, dist, render
+from scg import _draw, baselines, dist, render
+from scg.testing import random_graphs
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 
@@ -99,14 +102,32 @@ def est_label(root, name):
 
 def test_estimator_labels_as_declared_and_as_resolved():
     g = readme_graph()
-    bare = parse(g._repr_svg_())
-    assert est_label(bare, "x") == est_label(bare, "z") == "auto"
+    declared = parse(_draw.svg(g.name, _draw.describe(g.nodes)))  # not resolved, and not called "auto"
+    assert est_label(declared, "x") == est_label(declared, "z") == "default"
+    bare = parse(g._repr_svg_())  # what Jupyter shows for a plain `g`: resolved as the compiler will
+    assert (est_label(bare, "x"), est_label(bare, "z")) == ("pathwise", "score")
     est = scg.compile(g)
     resolved = parse(render.to_svg(g, compiled=est, inputs={"theta": 0.3}))
     assert (est_label(resolved, "x"), est_label(resolved, "z")) == ("pathwise", "score")
+    # Without inputs: resolved from the distributions (Normal reparameterisable, Bernoulli not), as the compiler does
+    for svg in (render.to_svg(g), render.to_svg(g, compiled=est)):
+        assert (est_label(parse(svg), "x"), est_label(parse(svg), "z")) == ("pathwise", "score")
     chain = parse(render.to_svg(chain_graph()))
     assert est_label(chain, "x1") == "score, b=x0"
     assert est_label(chain, "x2") == "score, b=LeaveOneOut"
+
+
+def test_default_that_needs_inputs_is_labelled_default_never_auto():
+    g = scg.Graph("params")
+    params = g.input("params")  # a dict of arrays: scalar stand-ins cannot be indexed by name
+    x = g.stochastic("x", lambda p: dist.Normal(p["loc"], 1.0), params)
+    g.cost("f", lambda x: x**2, x)
+    for svg in (render.to_svg(g), g._repr_svg_(), scg.compile(g)._repr_svg_()):
+        assert est_label(parse(svg), "x") == "default"
+        assert not [t.text for t in parse(svg).iterfind(".//svg:text", NS) if "auto" in t.text]
+    resolved = parse(render.to_svg(g, compiled=scg.compile(g), inputs={"params": {"loc": 0.0}}))
+    assert est_label(resolved, "x") == "pathwise"
+    assert "x\\ndefault" in render.to_dot(g)
 
 
 def test_caption_lists_score_terms():
@@ -174,3 +195,85 @@ def test_baseline_node_is_drawn_as_a_dashed_link():
     assert '"b" -> "x" [style=dashed' in render.to_dot(g)
     terms = [t.text for t in root.iterfind(".//svg:text", NS) if t.get("class") == "score-term"]
     assert terms == ["∇ log p(x | θ) × (f − b)"]  # Theorem 2: Q̂_x − b_x
+
+
+def walk(horizon=5, discount=0.9):
+    """The random walk of scg.Temporal's docstring: s_next = s ± 1 carried into s, θ shared by every step."""
+    step = scg.Graph("walk")
+    theta, s = step.input("theta"), step.input("s")
+    a = step.stochastic("a", lambda th: dist.Bernoulli(logits=th), theta)
+    s1 = step.deterministic("s_next", lambda s, a: s + 2 * a - 1, s, a)
+    step.cost("c", lambda s1: s1**2, s1)
+    return scg.Temporal(step, carry={"s": "s_next"}, horizon=horizon, discount=discount)
+
+
+def test_temporal_is_its_step_in_a_frame_with_horizon_discount_and_carry_edges():
+    t = walk()
+    for svg in (render.to_svg(t), render.to_svg(t.step, compiled=scg.compile(t)), t._repr_svg_()):
+        root = parse(svg)
+        (frame,) = [r for r in root.iterfind(".//svg:rect", NS) if r.get("class") == "frame"]
+        texts = {t.get("class"): t.text for t in root.iterfind(".//svg:text", NS)}
+        assert texts["frame-title"] == "T = 5 steps, γ = 0.9"
+        assert texts["carry-label"] == "s_next → s"
+        carry = [(p.get("data-src"), p.get("data-dst"), p.get("marker-end")) for p in root.iterfind(".//svg:path", NS)
+                 if p.get("class") == "carry-edge"]
+        assert carry == [("s_next", "s", "url(#carry-arrow)")]
+        x0, x1 = float(frame.get("x")), float(frame.get("x")) + float(frame.get("width"))
+        xs = {v: float(grp.find("svg:text", NS).get("x")) for v, grp in node_groups(root).items()}
+        assert xs["theta"] < x0 < min(xs[v] for v in ("s", "a", "s_next", "c")) <= max(xs.values()) < x1
+        assert est_label(root, "a") == "score"
+    dot = render.to_dot(t)
+    assert 'label="T = 5 steps, γ = 0.9"' in dot and '"s_next" -> "s" [color="#1f5fa8", label="t+1"' in dot
+    assert dot.index('"theta" [') < dot.index("subgraph cluster_step") < dot.index('"s" [')
+    assert render.score_terms(t, {"theta": 0.0, "s": 0.0}) == {"a": ("c",)}
+
+
+def scene(graph):
+    return _draw.scene(*render._picture(graph, None, None))
+
+
+def label_boxes(sc):
+    """``(text, node, centre, half)`` of every estimator label: 0.55 em a character, as wide as it is drawn."""
+    return [(t.text, t.node, (t.x, t.y - 0.35 * t.size), (0.275 * t.size * len(t.text), 0.35 * t.size))
+            for t in sc.texts if t.cls.startswith("est")]
+
+
+GRAPHS = {"readme": readme_graph, "chain": chain_graph, "walk": walk,
+          **{f"random{i}": (lambda i=i: random_graphs.random_graph(i).graph) for i in range(8)}}
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_edges_cross_no_label_and_arrowheads_follow_the_curves(name):
+    sc = scene(GRAPHS[name]())
+    centres = {s.node: (s.cx, s.cy) for s in sc.shapes if s.cls == "shape"}
+    centres.update({t.node: (t.x, t.y - 5) for t in sc.texts if t.cls == "label" and t.node not in centres})
+    boxes = label_boxes(sc) + [(s.node, s.node, (s.cx, s.cy), (s.hw - 1, s.hh - 1)) for s in sc.shapes
+                               if s.cls == "shape"]
+    for e in sc.edges:
+        pts = _draw._sample(e.path)
+        for text, node, (cx, cy), (hw, hh) in boxes:
+            if text == node and node in (e.src, e.dst):
+                continue  # an edge ends at its nodes' shapes
+            inside = (np.abs(pts[:, 0] - cx) < hw) & (np.abs(pts[:, 1] - cy) < hh)
+            assert not inside.any(), f"{e.cls} {e.src} -> {e.dst} crosses {text!r} of {node}"
+        if e.arrow:  # the last tangent (from the last control point) points at the destination's centre
+            *_, before, end = [np.array(c[i:i + 2]) for c in e.path for i in range(1, len(c), 2)]
+            tangent, to_centre = end - before, np.array(centres[e.dst]) - end
+            cos = tangent @ to_centre / np.linalg.norm(tangent) / np.linalg.norm(to_centre)
+            assert cos > 0.999, (e.src, e.dst, cos)
+    notes = label_boxes(sc)
+    for (a, _, (ax, ay), (aw, ah)), (b, _, (bx, by), (bw, bh)) in itertools.combinations(notes, 2):
+        assert not (abs(ax - bx) < aw + bw and abs(ay - by) < ah + bh), f"labels {a!r} and {b!r} overlap"
+
+
+@pytest.mark.parametrize("make", [readme_graph, walk])
+def test_png_of_a_graph_and_of_a_temporal(make, tmp_path):
+    g = make()
+    texts = [t.get_text() for t in render.to_figure(g).axes[0].texts]
+    assert {"θ", "f" if make is readme_graph else "c"} <= set(texts)
+    if make is readme_graph:
+        assert {"pathwise", "score", "∇ log p(z | θ, x) × (f)"} <= set(texts)
+    else:
+        assert {"score", "T = 5 steps, γ = 0.9", "s_next → s"} <= set(texts)
+    out = render.save(g, tmp_path / f"{g.name}.png", dpi=80)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
