@@ -29,12 +29,13 @@ import jax.numpy as jnp
 import optax
 
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.config import Config, non_negative, option, positive, positive_sizes, resolve, unit_interval
+from scg.algorithms.config import non_negative, option, positive, positive_sizes, resolve, unit_interval
 from scg.algorithms.common import RolloutState, compile_mdp, estimate, init_params, report, reset_envs
+from scg.algorithms.optimizers import OptimizerConfig, make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class A2CConfig(Config):
+class A2CConfig(OptimizerConfig):
     name: ClassVar[str] = "a2c"
     num_envs: int = option(16, positive)
     horizon: int = option(16, positive)
@@ -56,11 +57,14 @@ class TrainState(NamedTuple):
     key: jax.Array
 
 
-def make(env, env_params, config: A2CConfig | dict | None = None):
+def make(env, env_params, config: A2CConfig | dict | None = None, *, optimizer=None, policy=None, value=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`. From Python, ``optimizer`` replaces the config's named
+    optimizer (:mod:`scg.algorithms.optimizers`) and ``policy``/``value`` the MLPs of ``hidden``: networks
+    ``(init, apply)`` (:func:`scg.algorithms.common.compile_mdp`)."""
     config = resolve(A2CConfig, config)
-    mdp = compile_mdp(env, env_params, config, critic_loss=config.critic_loss, entropy_bonus=config.entropy_bonus)
-    clip = [] if config.max_grad_norm is None else [optax.clip_by_global_norm(config.max_grad_norm)]
-    opt = optax.chain(*clip, optax.adam(config.lr))
+    mdp = compile_mdp(env, env_params, config, policy=policy, value=value, critic_loss=config.critic_loss,
+                      entropy_bonus=config.entropy_bonus)
+    opt = make_optimizer(config, config.lr, optimizer, max_grad_norm=config.max_grad_norm)
 
     def init(key: jax.Array) -> TrainState:
         k_net, k_env, k_run = jax.random.split(key, 3)

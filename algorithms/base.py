@@ -8,6 +8,12 @@ An algorithm is a graph plus an optimizer, written as a pair of pure functions
     state, metrics = update(state)                 # one iteration: collect in the graph, estimate, step
     state, metrics = update(state, batch)          # the same on data collected elsewhere (observed values)
 
+From Python, ``make`` also takes keyword-only options where the algorithm has
+the part: ``optimizer=`` (an optax transformation in place of the config's
+named one: :mod:`scg.algorithms.optimizers`) and, for the MDP algorithms,
+``policy=``/``value=`` (networks ``(init, apply)``:
+:func:`scg.algorithms.common.compile_mdp`).
+
 ``batch=None`` runs the JAX environment inside the compiled graph; otherwise
 ``batch`` holds observed values of the algorithm's graph (for the MDP
 algorithms a host-collected batch, ``observed_from_trajectory(traj)``:

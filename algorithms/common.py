@@ -10,7 +10,7 @@ import optax
 import scg
 from scg.algorithms import episodes
 from scg.algorithms.mdp import MDPBatch, actor_critic_graph, env_transition, graph_name, mdp_batch
-from scg.algorithms.networks import make_policy, make_value
+from scg.algorithms.networks import as_policy, as_value, make_policy, make_value
 from scg.envs.core import Environment
 
 
@@ -55,18 +55,25 @@ class MDPEstimator(NamedTuple):
     value: object
 
 
-def compile_mdp(env, env_params, config, **graph_options) -> MDPEstimator:
+def compile_mdp(env, env_params, config, *, policy=None, value=None, **graph_options) -> MDPEstimator:
     """Build and compile the MDP graph of ``config`` (an algorithm's config, :mod:`scg.algorithms.config`: its
     ``hidden``, ``horizon``, ``discount``, ``num_envs`` and, where it has one, ``value_hidden``: the value
     network's layers when they differ from the policy's).
 
     ``env`` is a JAX env or an ``scg.envs.host.HostEnv`` (``env_params`` None); ``graph_options`` (``gae_lambda``,
-    ``critic_loss``, ``entropy_bonus``) go to :func:`scg.algorithms.mdp.actor_critic_graph`.
+    ``critic_loss``, ``entropy_bonus``) go to :func:`scg.algorithms.mdp.actor_critic_graph`. ``policy`` and
+    ``value`` replace the MLPs of ``hidden``: any network ``(init, apply)`` on one observation, as it comes from
+    the env (:func:`scg.algorithms.networks.as_network`), whose output is the logits (Discrete) or the mean
+    (Box; a learned log-std is added) of the policy, or the value (a scalar or ``[1]``); a
+    :class:`~scg.algorithms.networks.Policy` is used as it is.
     """
     obs_space, action_space = _spaces(env, env_params)
-    policy = make_policy(obs_space, action_space, config.hidden)
+    policy = make_policy(obs_space, action_space, config.hidden) if policy is None else as_policy(policy, action_space)
     value_hidden = getattr(config, "value_hidden", None)
-    value = make_value(obs_space, config.hidden if value_hidden is None else value_hidden)
+    if value is None:
+        value = make_value(obs_space, config.hidden if value_hidden is None else value_hidden)
+    else:
+        value = as_value(value)
     graph = actor_critic_graph(
         env_transition(env, env_params), policy, value, horizon=config.horizon, discount=config.discount,
         name=graph_name(env), **graph_options,

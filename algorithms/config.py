@@ -13,8 +13,9 @@ fields carry the defaults, the types and the allowed values::
 Constructing one checks every field (``ReinforceConfig(num_envs=0)`` raises
 :class:`ConfigError` with a one-line message naming the field, the value and what
 is allowed) and converts the lenient spellings JSON, the command line and NumPy
-produce: an ``int`` where a ``float`` is declared, a list where a tuple is, NumPy
-numbers. An ``int`` field takes no float (``2.0`` included), a ``bool`` field
+produce: an ``int`` where a ``float`` is declared, a list where a tuple is, a JSON
+object where a ``dict[str, T]`` is (held as a :class:`FrozenDict`: configs are
+frozen and hashed), NumPy numbers. An ``int`` field takes no float (``2.0`` included), a ``bool`` field
 nothing but ``true``/``false``, and a ``float`` field no NaN or infinity.
 :func:`resolve` is the one merge: the class's defaults, then each layer of
 overrides in order (a ``TUNED[env]`` entry, then the user's), where an unknown
@@ -64,6 +65,28 @@ fraction = Check(lambda x: 0 <= x <= 1, "in [0, 1]")
 positive_sizes = Check(lambda xs: all(x > 0 for x in xs), "a list of positive layer sizes")
 
 
+class FrozenDict(Mapping):
+    """An immutable, hashable ``dict``: the value of a ``dict[str, T]`` field (a config is frozen and hashable)."""
+
+    def __init__(self, *args, **kwargs):
+        self._data = dict(*args, **kwargs)
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+
 def option(default, check: Check | None = None):
     """A config field with ``default`` and an optional :class:`Check` (``None`` always passes it)."""
     return dataclasses.field(default=default, metadata={"check": check})
@@ -85,8 +108,10 @@ class Config:
             object.__setattr__(self, f.name, value)
 
     def to_dict(self) -> dict:
-        """Field name → value (what ``config.json`` records; tuples become JSON lists there)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Field name → value (what ``config.json`` records; tuples become JSON lists there, a
+        :class:`FrozenDict` a plain ``dict``)."""
+        plain = lambda v: dict(v) if isinstance(v, FrozenDict) else v  # noqa: E731
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def resolve(cls: type[C], *layers: Mapping | Config | None) -> C:
@@ -122,6 +147,8 @@ def _describe(hint) -> str:
     if origin is tuple:
         plural = {int: "integers", float: "floats", bool: "booleans", str: "strings"}
         return f"a list of {plural.get(args[0], _describe(args[0]).removeprefix('an ').removeprefix('a '))}"
+    if origin is dict:
+        return f"a JSON object whose values are each {_describe(args[1])}"
     if hint is type(None):
         return "null"
     names = {int: "an integer", float: "a finite float", bool: "a boolean (true or false)", str: "a string"}
@@ -129,7 +156,8 @@ def _describe(hint) -> str:
 
 
 def _convert(algo: str, name: str, hint, value):
-    """``value`` as the declared type ``hint`` (int → float, list → tuple); :class:`ConfigError` if it is not one."""
+    """``value`` as the declared type ``hint`` (int → float, list → tuple, JSON object → :class:`FrozenDict`);
+    :class:`ConfigError` if it is not one."""
 
     def fail():
         raise ConfigError(f"{algo} config: {name} must be {_describe(hint)}, got {value!r}")
@@ -156,6 +184,10 @@ def _convert(algo: str, name: str, hint, value):
             return tuple(_convert(algo, name, args[0], x) for x in value)
         except ConfigError:
             fail()
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            fail()
+        return FrozenDict({k: _convert(algo, f"{name}[{k!r}]", args[1], v) for k, v in value.items()})
     if hint is bool:
         if not isinstance(value, bool):
             fail()

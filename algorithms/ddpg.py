@@ -24,17 +24,18 @@ Gaussian noise σ = 0.1 are common modern choices, and ``TUNED`` holds what the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 import scg
 from scg.algorithms import offpolicy
 from scg.algorithms.base import Algorithm, register
 from scg.algorithms.config import option, positive, positive_sizes, resolve
 from scg.algorithms.networks import make_actor, make_q
+from scg.algorithms.optimizers import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,13 +85,14 @@ def update_graph(actor, critic, obs_shape, action_shape, config: DDPGConfig) -> 
     return g
 
 
-def make_learner(env, env_params, config: DDPGConfig) -> offpolicy.Learner:
+def make_learner(env, env_params, config: DDPGConfig, *, optimizer=None) -> offpolicy.Learner:
     obs_space, action_space = offpolicy.spaces(env, env_params)
     actor = make_actor(obs_space, action_space, config.hidden, activation=config.activation,
                        init_action=config.init_action)
     critic = make_q(obs_space, action_space, config.hidden, activation=config.activation)
     compiled = scg.compile(update_graph(actor, critic, obs_space.shape, action_space.shape, config))
-    optimizers = {"theta": optax.adam(config.actor_lr), "phi": optax.adam(config.critic_lr)}
+    optimizers = {"theta": make_optimizer(config, config.actor_lr, optimizer),
+                  "phi": make_optimizer(config, config.critic_lr, optimizer)}
     example_params = {"theta": actor.init(jax.random.key(0)), "phi": critic.init(jax.random.key(0))}
     grad_and_values = compiled.grad_fn({**example_params, "targets": example_params}, num_samples=config.batch_size,
                                        wrt=("theta", "phi"), with_values=True)
@@ -116,8 +118,11 @@ def make_learner(env, env_params, config: DDPGConfig) -> offpolicy.Learner:
     return offpolicy.Learner(init, act, learn)
 
 
-def make(env, env_params, config: DDPGConfig | dict | None = None):
-    return offpolicy.make(env, env_params, resolve(DDPGConfig, config), make_learner)
+def make(env, env_params, config: DDPGConfig | dict | None = None, *, optimizer=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`; from Python, ``optimizer`` replaces the config's named
+    optimizer for every part (:mod:`scg.algorithms.optimizers`)."""
+    learner = functools.partial(make_learner, optimizer=optimizer)
+    return offpolicy.make(env, env_params, resolve(DDPGConfig, config), learner)
 
 
 ALGORITHM = register(Algorithm("ddpg", __doc__.splitlines()[0], ("continuous",), DDPGConfig, make, TUNED,

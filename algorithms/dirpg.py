@@ -43,19 +43,19 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from scg.algorithms import episodes, trajectories
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.config import Check, Config, ConfigError, non_negative, option, positive, resolve
+from scg.algorithms.config import Check, ConfigError, non_negative, option, positive, resolve
 from scg.algorithms.dirpg_gradient import dirpg_gradient, dirpg_surrogate
+from scg.algorithms.optimizers import OptimizerConfig, make_optimizer
 from scg.search import PRIORITIES, Tree
 
 nonzero = Check(lambda x: x != 0, "nonzero (Eq. 10 divides by it)")
 
 
 @dataclasses.dataclass(frozen=True)
-class DirPGConfig(Config):
+class DirPGConfig(OptimizerConfig):
     name: ClassVar[str] = "dirpg"
     num_episodes: int = option(16, positive)  # searches (episodes) per update, vmapped
     epsilon: float = option(1.0, nonzero)  # ε of D = G + εR: > 0 risk seeking, < 0 risk averse (Eqs. 6, 11)
@@ -65,7 +65,7 @@ class DirPGConfig(Config):
     alpha: float = option(0.0, non_negative)  # weight of the env's upper_bound U in the A* priority
     policy: str = "tabular"  # "tabular" (env.state_index) or "mlp" on env.get_obs
     hidden: tuple[int, ...] = ()
-    learning_rate: float = option(1e-2, positive)  # Adam
+    learning_rate: float = option(1e-2, positive)  # the optimizer's (Adam by default)
     max_depth: int = option(0, non_negative)  # search horizon; 0 takes the env's episode length
     window: int = option(20, positive)  # episodes in the mean_return window
 
@@ -86,7 +86,9 @@ TUNED = {
 TrainState = trajectories.PolicyTrainState
 
 
-def make(env, env_params, config: DirPGConfig | dict | None = None):
+def make(env, env_params, config: DirPGConfig | dict | None = None, *, optimizer=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`; from Python, ``optimizer`` replaces the config's named
+    optimizer (:mod:`scg.algorithms.optimizers`)."""
     config = resolve(DirPGConfig, config)
     policy = trajectories.make_state_policy(env, env_params, config.policy, config.hidden)
     max_depth = trajectories.episode_length(env, env_params, config.max_depth)
@@ -94,7 +96,7 @@ def make(env, env_params, config: DirPGConfig | dict | None = None):
     if config.alpha != 0 and upper_bound is None:
         raise ConfigError(f"dirpg config: alpha = {config.alpha} weighs an upper bound U on the return-to-go, and "
                           f"{env.name} defines no upper_bound(state); use alpha = 0")
-    optimizer = optax.adam(config.learning_rate)
+    tx = make_optimizer(config, config.learning_rate, optimizer)
     search_options = dict(epsilon=config.epsilon, budget=config.budget, max_depth=max_depth, alpha=config.alpha,
                           priority=config.priority, early_stop=config.early_stop)
 
@@ -111,7 +113,7 @@ def make(env, env_params, config: DirPGConfig | dict | None = None):
         return dirpg_gradient(policy.logits, make_tree, params, search_key, **search_options)
 
     def init(key):
-        return trajectories.init_train_state(policy, optimizer, config.window, key)
+        return trajectories.init_train_state(policy, tx, config.window, key)
 
     def update(state: TrainState, batch=None):
         if batch is not None:
@@ -119,7 +121,7 @@ def make(env, env_params, config: DirPGConfig | dict | None = None):
         key, k = jax.random.split(state.key)
         out = jax.vmap(one_episode, in_axes=(None, 0))(state.params, jax.random.split(k, config.num_episodes))
         ascent = jax.tree_util.tree_map(lambda g: jnp.mean(g, axis=0), out.grad)
-        params, opt_state = trajectories.descend(optimizer, jax.tree_util.tree_map(jnp.negative, ascent), state)
+        params, opt_state = trajectories.descend(tx, jax.tree_util.tree_map(jnp.negative, ascent), state)
         s = out.search
         surrogate = jax.vmap(lambda r: dirpg_surrogate(policy.logits, state.params, r, config.epsilon))(s)
         improved = s.improved.astype(jnp.float32)

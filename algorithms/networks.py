@@ -1,4 +1,11 @@
-"""Small pure-JAX networks and policy heads: parameters are pytrees, functions are pure."""
+"""Small pure-JAX networks and policy heads: parameters are pytrees, functions are pure.
+
+Any network is a :class:`Network`, a pair ``init(key) -> params``,
+``apply(params, x) -> y`` on one example: the MLPs here, or a flax or equinox
+module wrapped in two lines (README, "Your own optimizer and network").
+:func:`policy_head` and :func:`value_head` make a policy and a state-value
+function of one; ``make_policy`` and ``make_value`` are those heads on an MLP.
+"""
 from __future__ import annotations
 
 import math
@@ -33,6 +40,33 @@ def mlp_apply(params: list[dict], x: jax.Array, activation: str = "tanh") -> jax
     return x @ params[-1]["w"] + params[-1]["b"]
 
 
+class Network(NamedTuple):
+    """Any network: ``init(key) -> params`` (a pytree) and ``apply(params, x) -> y`` on one example."""
+
+    init: Callable
+    apply: Callable
+
+
+def as_network(net, argument: str) -> Network:
+    """``net`` (an object with ``init`` and ``apply``, or a pair ``(init, apply)``) as a :class:`Network`;
+    ``TypeError`` naming ``argument`` otherwise."""
+    if any(c.__module__.split(".")[0] == "flax" for c in type(net).__mro__):  # its init needs an example input
+        raise TypeError(f"{argument}= got a flax module; pass (lambda key: module.init(key, obs), module.apply) "
+                        "with obs an example observation")
+    if hasattr(net, "init") and hasattr(net, "apply"):
+        net = (net.init, net.apply)
+    if not (isinstance(net, tuple) and len(net) == 2 and all(map(callable, net))):
+        raise TypeError(f"{argument}= takes a network: a pair (init, apply) of functions init(key) -> params and "
+                        f"apply(params, obs) -> output, or an object with those two methods; got {type(net).__name__}")
+    return Network(*net)
+
+
+def mlp(sizes: Sequence[int], *, last_scale: float = 1.0) -> Network:
+    """:func:`mlp_init` and a tanh :func:`mlp_apply` on the flattened observation, as float32."""
+    return Network(lambda key: mlp_init(key, sizes, last_scale=last_scale),
+                   lambda params, obs: mlp_apply(params, jnp.ravel(obs).astype(jnp.float32)))
+
+
 class Policy(NamedTuple):
     """A stochastic policy: ``init(key) -> params`` and ``dist(params, obs) -> distribution`` (one observation)."""
 
@@ -41,30 +75,48 @@ class Policy(NamedTuple):
     kind: str  # "discrete" or "continuous"
 
 
-def make_policy(obs_space: Box, action_space: Box | Discrete, hidden: Sequence[int] = (64, 64)) -> Policy:
-    """Categorical policy for a Discrete space, diagonal Gaussian (state-independent log-std) for a Box."""
-    obs_dim = math.prod(obs_space.shape)
-    if isinstance(action_space, Discrete):
-        sizes = [obs_dim, *hidden, action_space.n]
+def _output(y, shape: tuple, what: str):
+    """``y`` of shape ``shape``, or flat (``[prod(shape)]``), as ``shape``; at trace time, an error naming ``what``
+    otherwise (a ``[1, n]`` output would broadcast silently downstream)."""
+    y, flat = jnp.asarray(y), (math.prod(shape),)
+    if y.shape not in (shape, flat):
+        raise ValueError(f"{what} returned an output of shape {y.shape}; it must have shape {shape} or {flat}")
+    return y.reshape(shape)
 
-        def init(key):
-            return {"net": mlp_init(key, sizes, last_scale=0.01)}
+
+def policy_head(net: Network, action_space: Box | Discrete) -> Policy:
+    """The policy of a network's output on one observation: ``Categorical(logits=net(obs))`` for a Discrete
+    space (output ``[n]``), a diagonal Gaussian for a Box, mean ``net(obs)`` (the action's shape or flat)
+    and a state-independent log-std. Parameters ``{"net": ...}`` (Box: ``"log_std"`` too, starting at 0)."""
+    if isinstance(action_space, Discrete):
+        n = action_space.n
 
         def policy_dist(params, obs):
-            return dist.Categorical(logits=mlp_apply(params["net"], jnp.ravel(obs).astype(jnp.float32)))
+            return dist.Categorical(logits=_output(net.apply(params["net"], obs), (n,), "the policy network"))
 
-        return Policy(init, policy_dist, "discrete")
-    act_dim = math.prod(action_space.shape)
-    sizes = [obs_dim, *hidden, act_dim]
+        return Policy(lambda key: {"net": net.init(key)}, policy_dist, "discrete")
+    shape, act_dim = action_space.shape, math.prod(action_space.shape)
 
     def init(key):
-        return {"net": mlp_init(key, sizes, last_scale=0.01), "log_std": jnp.zeros(act_dim)}
+        return {"net": net.init(key), "log_std": jnp.zeros(act_dim)}
 
-    def policy_dist(params, obs):
-        mean = mlp_apply(params["net"], jnp.ravel(obs).astype(jnp.float32))
-        return dist.Normal(mean.reshape(action_space.shape), jnp.exp(params["log_std"]).reshape(action_space.shape))
+    def gaussian(params, obs):
+        mean = _output(net.apply(params["net"], obs), shape, "the policy network")
+        return dist.Normal(mean, jnp.exp(params["log_std"]).reshape(shape))
 
-    return Policy(init, policy_dist, "continuous")
+    return Policy(init, gaussian, "continuous")
+
+
+def make_policy(obs_space: Box, action_space: Box | Discrete, hidden: Sequence[int] = (64, 64)) -> Policy:
+    """Categorical policy for a Discrete space, diagonal Gaussian (state-independent log-std) for a Box, on an
+    MLP whose last layer starts small (:func:`policy_head` of :func:`mlp`)."""
+    out = action_space.n if isinstance(action_space, Discrete) else math.prod(action_space.shape)
+    return policy_head(mlp([math.prod(obs_space.shape), *hidden, out], last_scale=0.01), action_space)
+
+
+def as_policy(policy, action_space: Box | Discrete) -> Policy:
+    """A :class:`Policy` as it is, or :func:`policy_head` of a network (:func:`as_network`: ``policy=``)."""
+    return policy if isinstance(policy, Policy) else policy_head(as_network(policy, "policy"), action_space)
 
 
 class ValueFn(NamedTuple):
@@ -74,13 +126,18 @@ class ValueFn(NamedTuple):
     apply: Callable
 
 
+def value_head(net: Network) -> ValueFn:
+    """``V(obs)``: the network's output on one observation, a scalar or of shape ``[1]``, as a scalar."""
+    return ValueFn(net.init, lambda params, obs: _output(net.apply(params, obs), (), "the value network"))
+
+
 def make_value(obs_space: Box, hidden: Sequence[int] = (64, 64)) -> ValueFn:
-    obs_dim = math.prod(obs_space.shape)
-    sizes = [obs_dim, *hidden, 1]
-    return ValueFn(
-        lambda key: mlp_init(key, sizes, last_scale=1.0),
-        lambda params, obs: mlp_apply(params, jnp.ravel(obs).astype(jnp.float32))[0],
-    )
+    return value_head(mlp([math.prod(obs_space.shape), *hidden, 1]))
+
+
+def as_value(value) -> ValueFn:
+    """:func:`value_head` of a network (:func:`as_network`: ``value=``)."""
+    return value_head(as_network(value, "value"))
 
 
 def _activation(activation: str) -> str:

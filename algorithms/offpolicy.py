@@ -38,7 +38,8 @@ import numpy as np
 import optax
 
 from scg.algorithms import episodes, exploration, replay
-from scg.algorithms.config import Config, ConfigError, non_negative, option, positive, unit_interval
+from scg.algorithms.config import ConfigError, non_negative, option, positive, unit_interval
+from scg.algorithms.optimizers import OptimizerConfig
 from scg.envs.core import Environment
 from scg.envs.spaces import Box
 from scg.envs.wrappers import Trajectory, VecAutoReset
@@ -47,7 +48,7 @@ TRANSITION_KEYS = ("obs", "action", "reward", "next_obs", "terminated")
 
 
 @dataclasses.dataclass(frozen=True)
-class OffPolicyConfig(Config):
+class OffPolicyConfig(OptimizerConfig):
     """What every off-policy algorithm shares; each subclasses it with its own networks and learning rates."""
 
     name: ClassVar[str] = "offpolicy"

@@ -16,9 +16,10 @@ batch, keeping ``π_θ`` near ``π_θold``. Each iteration:
    λ-returns ``R̂_t = V_φold(s_t) + Â_t`` (with ``λ = 1``: the slide's ``R̂_t``).
 3. **Update**: ``epochs`` passes over the batch in ``num_minibatches`` shuffled
    minibatches (``lax.scan`` over epochs and minibatches), each one optax step
-   (global-norm clipping, Adam) on ``L_π + c_v L_V + L_H`` where, for the
-   minibatch replayed at the current ``θ`` (``compiled.replay``: the graph
-   re-evaluated at the recorded actions, every step in parallel)::
+   (global-norm clipping, then the config's ``optimizer``, Adam by default) on
+   ``L_π + c_v L_V + L_H`` where, for the minibatch replayed at the current ``θ``
+   (``compiled.replay``: the graph re-evaluated at the recorded actions, every
+   step in parallel)::
 
        clip:       L_π = mean max(ρ Â^c, clip(ρ, 1-ε, 1+ε) Â^c)        (= -mean min(ρ Â, clip(ρ) Â))
        kl_penalty: L_π = mean ρ Â^c + β mean KL[π_θold(·|s) ‖ π_θ(·|s)]   (the slide's objective)
@@ -60,8 +61,8 @@ import optax
 from scg.algorithms.base import Algorithm, register
 from scg.algorithms.common import RolloutState, compile_mdp, global_norm, init_params, report, reset_envs, sample
 from scg.algorithms.mdp import mdp_batch
+from scg.algorithms.optimizers import OptimizerConfig, make_optimizer
 from scg.algorithms.config import (
-    Config,
     ConfigError,
     fraction,
     non_negative,
@@ -75,7 +76,7 @@ from scg.trust_region import mean_kl, normalize_advantages
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig(Config):
+class PPOConfig(OptimizerConfig):
     name: ClassVar[str] = "ppo"
     num_envs: int = option(8, positive)
     horizon: int = option(128, positive)
@@ -182,10 +183,15 @@ def collect(
     return inputs, values, data
 
 
-def make(env, env_params, config: PPOConfig | dict | None = None):
+def make(env, env_params, config: PPOConfig | dict | None = None, *, optimizer=None, policy=None, value=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`. From Python, ``optimizer`` replaces the config's named
+    optimizer (:mod:`scg.algorithms.optimizers`) and ``policy``/``value`` the MLPs of ``hidden``: networks
+    ``(init, apply)`` (:func:`scg.algorithms.common.compile_mdp`)."""
     config = resolve(PPOConfig, config)
-    mdp = compile_mdp(env, env_params, config, gae_lambda=config.gae_lambda, entropy_bonus=config.ent_coef)
-    opt = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5))
+    mdp = compile_mdp(env, env_params, config, policy=policy, value=value, gae_lambda=config.gae_lambda,
+                      entropy_bonus=config.ent_coef)
+    # Adam's ε of 1e-5, not optax's 1e-8 (as purejaxrl and the baselines), for the optimizers that take an ε
+    opt = make_optimizer(config, config.lr, optimizer, max_grad_norm=config.max_grad_norm, defaults={"eps": 1e-5})
     size = config.num_envs * config.horizon
     num_mb, kl_mode = config.num_minibatches, config.surrogate == "kl_penalty"
 

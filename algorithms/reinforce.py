@@ -24,12 +24,13 @@ import jax
 import optax
 
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.config import Config, non_negative, option, positive, positive_sizes, resolve, unit_interval
+from scg.algorithms.config import non_negative, option, positive, positive_sizes, resolve, unit_interval
 from scg.algorithms.common import RolloutState, compile_mdp, estimate, fit_value, init_params, report, reset_envs
+from scg.algorithms.optimizers import OptimizerConfig, make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class ReinforceConfig(Config):
+class ReinforceConfig(OptimizerConfig):
     name: ClassVar[str] = "reinforce"
     num_envs: int = option(8, positive)
     horizon: int = option(200, positive)
@@ -64,11 +65,14 @@ class TrainState(NamedTuple):
     key: jax.Array
 
 
-def make(env, env_params, config: ReinforceConfig | dict | None = None):
+def make(env, env_params, config: ReinforceConfig | dict | None = None, *, optimizer=None, policy=None, value=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`. From Python, ``optimizer`` replaces the config's named
+    optimizer (:mod:`scg.algorithms.optimizers`) and ``policy``/``value`` the MLPs of ``hidden``: networks
+    ``(init, apply)`` (:func:`scg.algorithms.common.compile_mdp`)."""
     config = resolve(ReinforceConfig, config)
-    mdp = compile_mdp(env, env_params, config, entropy_bonus=config.entropy_bonus)
-    policy_opt = optax.adam(config.policy_lr)
-    value_opt = optax.adam(config.value_lr)
+    mdp = compile_mdp(env, env_params, config, policy=policy, value=value, entropy_bonus=config.entropy_bonus)
+    policy_opt = make_optimizer(config, config.policy_lr, optimizer)
+    value_opt = make_optimizer(config, config.value_lr, optimizer)
 
     def init(key: jax.Array) -> TrainState:
         k_net, k_env, k_run = jax.random.split(key, 3)

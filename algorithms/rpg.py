@@ -58,8 +58,9 @@ import scg
 from scg import dist
 from scg.algorithms import dynamics, episodes
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.config import Config, ConfigError, option, positive, positive_sizes, resolve
+from scg.algorithms.config import ConfigError, option, positive, positive_sizes, resolve
 from scg.algorithms.networks import make_policy
+from scg.algorithms.optimizers import OptimizerConfig, make_optimizer
 from scg.envs.rewards import smooth_indicator
 from scg.envs.wrappers import rollout
 
@@ -164,11 +165,11 @@ def task_for(env) -> Task:
 
 # -- the configuration -----------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class RPGConfig(Config):
+class RPGConfig(OptimizerConfig):
     name: ClassVar[str] = "rpg"
     num_envs: int = option(10, positive)  # m: episodes per iteration (Table 2's "Samples")
     hidden: tuple[int, ...] = option((64, 64), positive_sizes)  # ~L274
-    lr: float = option(1e-2, positive)  # ~L280, Adam
+    lr: float = option(1e-2, positive)  # ~L280, Adam (the default optimizer)
     alpha: float | None = None  # the surrogate's sharpness; None: the task's (TASKS)
     jacobian: Literal["fitted", "true"] = "fitted"
     trajectory: Literal["real", "relaxed"] = "real"
@@ -399,7 +400,9 @@ def horizon_of(env_params) -> int:
     raise ConfigError("rpg: the environment's params give no episode limit (max_steps_in_episode or horizon)")
 
 
-def make(env, env_params, config: RPGConfig | dict | None = None):
+def make(env, env_params, config: RPGConfig | dict | None = None, *, optimizer=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`; from Python, ``optimizer`` replaces the config's named
+    optimizer (:mod:`scg.algorithms.optimizers`)."""
     config = resolve(RPGConfig, config)
     task = task_for(env)
     if env.action_space(env_params).__class__.__name__ != "Discrete":
@@ -407,7 +410,7 @@ def make(env, env_params, config: RPGConfig | dict | None = None):
                           f"policy of the paper (~L274)")
     policy = make_policy(env.observation_space(env_params), env.action_space(env_params), config.hidden)
     horizon, m = horizon_of(env_params), config.num_envs
-    optimizer = optax.adam(config.lr)
+    tx = make_optimizer(config, config.lr, optimizer)
     obs0, _ = env.reset(jax.random.key(0), env_params)
     dim_x = task.state(obs0).shape[0]
     dim_u = task.control(jnp.int32(0)).shape[0]
@@ -420,7 +423,7 @@ def make(env, env_params, config: RPGConfig | dict | None = None):
         theta = policy.init(k_pi)
         prior = dynamics.init_prior(k_prior, horizon=horizon, dim_x=dim_x, dim_u=dim_u,
                                     max_trajectories=config.max_trajectories, num_clusters=config.num_clusters)
-        return TrainState(theta, optimizer.init(theta), prior, episodes.init(0, config.window), key)
+        return TrainState(theta, tx.init(theta), prior, episodes.init(0, config.window), key)
 
     def update(state: TrainState, batch=None):
         if batch is not None:
@@ -441,7 +444,7 @@ def make(env, env_params, config: RPGConfig | dict | None = None):
         inputs = {"theta": state.theta, "x": x[0, 0]}
         surrogate = lambda th: compiled.surrogate({**inputs, "theta": th}, k_grad, num_samples=m, observed=observed)
         loss, grads = jax.value_and_grad(surrogate)(state.theta)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.theta)
+        updates, opt_state = tx.update(grads, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)
         returns = jnp.sum(eps.reward, axis=0)
         stats = episodes.push(state.stats, returns)

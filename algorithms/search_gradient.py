@@ -29,7 +29,7 @@ the node with common random numbers); this algorithm instead feeds both
 members as samples so that every episode's return and length is in the
 compiled function's values (for the metrics below).
 
-The update is an optax Adam step (descent on the cost). Metrics:
+The update is an optax step of the config's ``optimizer`` (Adam by default; descent on the cost). Metrics:
 ``env_steps`` the steps of all episodes of the iteration; ``mean_return``
 the mean return of the last 20 evaluated episodes (population members, as
 in :mod:`scg.algorithms.cem`); ``loss`` the batch mean of ``-R`` (the Monte Carlo
@@ -53,11 +53,12 @@ from scg import baselines
 from scg.algorithms import episodes
 from scg.algorithms.base import Algorithm, register
 from scg.algorithms.cem import compile_search
-from scg.algorithms.config import Config, ConfigError, option, positive, resolve
+from scg.algorithms.config import ConfigError, option, positive, resolve
+from scg.algorithms.optimizers import OptimizerConfig, make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchGradientConfig(Config):
+class SearchGradientConfig(OptimizerConfig):
     name: ClassVar[str] = "es"
     population: int = option(50, positive)  # episodes per iteration (pairs × 2 for the antithetic variant)
     hidden: tuple[int, ...] = ()  # () is a linear policy
@@ -99,14 +100,16 @@ def make_factory(antithetic: bool):
     """``make`` of ``es`` (independent draws, :class:`scg.baselines.LeaveOneOut`) or ``es_antithetic``."""
     config_cls = AntitheticConfig if antithetic else SearchGradientConfig
 
-    def make(env, env_params, config: SearchGradientConfig | dict | None = None):
+    def make(env, env_params, config: SearchGradientConfig | dict | None = None, *, optimizer=None):
+        """``(init, update)`` of :mod:`scg.algorithms.base`; from Python, ``optimizer`` replaces the config's
+        named optimizer (:mod:`scg.algorithms.optimizers`)."""
         config = resolve(config_cls, config)
         n = config.population
         baseline = baselines.PairedLeaveOneOut() if antithetic else baselines.LeaveOneOut()
         search = compile_search(env, env_params, hidden=config.hidden, greedy=config.greedy, baseline=baseline)
         wrt = ("mu", "log_sigma") if config.learn_sigma else ("mu",)
         grad_fn = search.compiled.grad_fn(search.example, num_samples=n, wrt=wrt, with_values=True)
-        opt = optax.adam(config.lr)
+        opt = make_optimizer(config, config.lr, optimizer)
 
         def init(key: jax.Array) -> TrainState:
             params = {

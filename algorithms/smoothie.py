@@ -36,12 +36,12 @@ size, warm-up, τ, γ, λ, the clamp, the mean squashing and the per-environment
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable, ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 import scg
 from scg import dist
@@ -49,6 +49,7 @@ from scg.algorithms import offpolicy
 from scg.algorithms.base import Algorithm, register
 from scg.algorithms.config import ConfigError, non_negative, option, positive, positive_sizes, resolve
 from scg.algorithms.networks import make_actor, make_q, mlp_apply, mlp_init
+from scg.algorithms.optimizers import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,12 +174,13 @@ def update_graph(policy: GaussianPolicy, critic, obs_shape, action_shape, config
     return g
 
 
-def make_learner(env, env_params, config: SmoothieConfig) -> offpolicy.Learner:
+def make_learner(env, env_params, config: SmoothieConfig, *, optimizer=None) -> offpolicy.Learner:
     obs_space, action_space = offpolicy.spaces(env, env_params)
     policy = make_gaussian_policy(obs_space, action_space, config)
     critic = make_q(obs_space, action_space, config.hidden, activation=config.activation)
     compiled = scg.compile(update_graph(policy, critic, obs_space.shape, action_space.shape, config))
-    optimizers = {"theta": optax.adam(config.actor_lr), "w": optax.adam(config.critic_lr)}
+    optimizers = {"theta": make_optimizer(config, config.actor_lr, optimizer),
+                  "w": make_optimizer(config, config.critic_lr, optimizer)}
     example = {"theta": policy.init(jax.random.key(0)), "w": critic.init(jax.random.key(0))}
     grad_and_values = compiled.grad_fn({**example, "targets": example}, num_samples=config.batch_size,
                                        wrt=("theta", "w"), with_values=True)
@@ -206,8 +208,11 @@ def make_learner(env, env_params, config: SmoothieConfig) -> offpolicy.Learner:
     return offpolicy.Learner(init, act, learn)
 
 
-def make(env, env_params, config: SmoothieConfig | dict | None = None):
-    return offpolicy.make(env, env_params, resolve(SmoothieConfig, config), make_learner)
+def make(env, env_params, config: SmoothieConfig | dict | None = None, *, optimizer=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`; from Python, ``optimizer`` replaces the config's named
+    optimizer for every part (:mod:`scg.algorithms.optimizers`)."""
+    learner = functools.partial(make_learner, optimizer=optimizer)
+    return offpolicy.make(env, env_params, resolve(SmoothieConfig, config), learner)
 
 
 ALGORITHM = register(Algorithm("smoothie", __doc__.splitlines()[0], ("continuous",), SmoothieConfig, make, TUNED,

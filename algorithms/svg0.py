@@ -38,12 +38,12 @@ drawn from the current policy (Heess et al.'s fitted policy evaluation; DDPG's s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable, ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 import scg
 from scg import dist
@@ -51,6 +51,7 @@ from scg.algorithms import offpolicy
 from scg.algorithms.base import Algorithm, register
 from scg.algorithms.config import non_negative, option, positive, positive_sizes, resolve
 from scg.algorithms.networks import action_scale, make_actor, make_q
+from scg.algorithms.optimizers import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,13 +138,14 @@ class SVG0State(NamedTuple):
     opt: dict  # {"theta": actor's Adam state, "phi": critic's}
 
 
-def make_learner(env, env_params, config: SVG0Config) -> offpolicy.Learner:
+def make_learner(env, env_params, config: SVG0Config, *, optimizer=None) -> offpolicy.Learner:
     obs_space, action_space = offpolicy.spaces(env, env_params)
     policy = gaussian_policy(obs_space, action_space, config.hidden, activation=config.activation,
                              init_std=config.init_std, min_std=config.min_std, learn_std=config.learn_std)
     critic = make_q(obs_space, action_space, config.hidden, activation=config.activation)
     compiled = scg.compile(update_graph(policy, critic, obs_space.shape, action_space.shape, config))
-    optimizers = {"theta": optax.adam(config.actor_lr), "phi": optax.adam(config.critic_lr)}
+    optimizers = {"theta": make_optimizer(config, config.actor_lr, optimizer),
+                  "phi": make_optimizer(config, config.critic_lr, optimizer)}
     example = {"theta": policy.init(jax.random.key(0)), "phi": critic.init(jax.random.key(0))}
     grad_and_values = compiled.grad_fn({**example, "targets": example["phi"]}, num_samples=config.batch_size,
                                        wrt=("theta", "phi"), with_values=True)
@@ -167,8 +169,11 @@ def make_learner(env, env_params, config: SVG0Config) -> offpolicy.Learner:
     return offpolicy.Learner(init, act, learn)
 
 
-def make(env, env_params, config: SVG0Config | dict | None = None):
-    return offpolicy.make(env, env_params, resolve(SVG0Config, config), make_learner)
+def make(env, env_params, config: SVG0Config | dict | None = None, *, optimizer=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`; from Python, ``optimizer`` replaces the config's named
+    optimizer for every part (:mod:`scg.algorithms.optimizers`)."""
+    learner = functools.partial(make_learner, optimizer=optimizer)
+    return offpolicy.make(env, env_params, resolve(SVG0Config, config), learner)
 
 
 ALGORITHM = register(Algorithm("svg0", __doc__.splitlines()[0], ("continuous",), SVG0Config, make, TUNED,

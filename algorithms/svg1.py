@@ -41,7 +41,6 @@ from typing import Callable, ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 import scg
 from scg import dist
@@ -49,6 +48,7 @@ from scg.algorithms import offpolicy
 from scg.algorithms.base import Algorithm, register
 from scg.algorithms.config import non_negative, option, positive, positive_sizes, resolve
 from scg.algorithms.networks import make_value, mlp_apply, mlp_init
+from scg.algorithms.optimizers import make_optimizer
 from scg.algorithms.svg0 import GaussianPolicy, gaussian_policy
 
 
@@ -157,7 +157,7 @@ class SVG1State(NamedTuple):
     opt: dict  # optimizer state per params entry
 
 
-def make_learner(env, env_params, config: SVG1Config) -> offpolicy.Learner:
+def make_learner(env, env_params, config: SVG1Config, *, optimizer=None) -> offpolicy.Learner:
     obs_space, action_space = offpolicy.spaces(env, env_params)
     policy = gaussian_policy(obs_space, action_space, config.hidden, activation=config.activation,
                              init_std=config.init_std, min_std=config.min_std, learn_std=config.learn_std)
@@ -165,8 +165,9 @@ def make_learner(env, env_params, config: SVG1Config) -> offpolicy.Learner:
     model = make_model(obs_space.shape, action_space.shape, config.model_hidden, activation=config.activation)
     reward = known_reward(env, env_params) if config.known_reward else None
     compiled = scg.compile(update_graph(policy, value, model, reward, obs_space.shape, action_space.shape, config))
-    opts = {"theta": optax.adam(config.actor_lr), "psi": optax.adam(config.critic_lr),
-            "model": optax.adam(config.model_lr)}
+    opts = {"theta": make_optimizer(config, config.actor_lr, optimizer),
+            "psi": make_optimizer(config, config.critic_lr, optimizer),
+            "model": make_optimizer(config, config.model_lr, optimizer)}
 
     def fresh(key):
         keys = jax.random.split(key, 3)
@@ -200,8 +201,11 @@ def make_learner(env, env_params, config: SVG1Config) -> offpolicy.Learner:
     return offpolicy.Learner(init, act, learn)
 
 
-def make(env, env_params, config: SVG1Config | dict | None = None):
-    return offpolicy.make(env, env_params, resolve(SVG1Config, config), make_learner)
+def make(env, env_params, config: SVG1Config | dict | None = None, *, optimizer=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`; from Python, ``optimizer`` replaces the config's named
+    optimizer for every part (:mod:`scg.algorithms.optimizers`)."""
+    learner = functools.partial(make_learner, optimizer=optimizer)
+    return offpolicy.make(env, env_params, resolve(SVG1Config, config), learner)
 
 
 ALGORITHM = register(Algorithm("svg1", __doc__.splitlines()[0], ("continuous",), SVG1Config, make, TUNED,

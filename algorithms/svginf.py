@@ -51,7 +51,8 @@ import scg
 from scg import dist
 from scg.algorithms import dynamics, episodes, svg1
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.config import Config, ConfigError, option, positive, positive_sizes, resolve, unit_interval
+from scg.algorithms.config import ConfigError, option, positive, positive_sizes, resolve, unit_interval
+from scg.algorithms.optimizers import OptimizerConfig, make_optimizer
 from scg.algorithms.svg0 import GaussianPolicy, gaussian_policy
 from scg.envs.core import Environment
 from scg.envs.spaces import Box
@@ -59,7 +60,7 @@ from scg.envs.wrappers import Trajectory, rollout
 
 
 @dataclasses.dataclass(frozen=True)
-class SVGInfConfig(Config):
+class SVGInfConfig(OptimizerConfig):
     name: ClassVar[str] = "svginf"
     model: Literal["true", "tvlg", "mlp"] = "true"  # the env's own step, a time-varying linear-Gaussian fit, an MLP
     num_envs: int = option(16, positive)  # episodes per update (the graph's num_samples)
@@ -67,8 +68,8 @@ class SVGInfConfig(Config):
     discount: float = option(0.99, unit_interval)  # γ of the objective Σ_t γ^t r_t
     hidden: tuple[int, ...] = option((64, 64), positive_sizes)
     activation: Literal["relu", "tanh"] = "relu"
-    lr: float = option(1e-3, positive)  # Adam
-    max_grad_norm: float | None = option(1.0, positive)  # global-norm clipping before Adam; None: none
+    lr: float = option(1e-3, positive)  # the optimizer's (Adam by default)
+    max_grad_norm: float | None = option(1.0, positive)  # global-norm clipping before the optimizer; None: none
     init_std: float = option(0.5, positive)  # σ at the start, in units of the box's half-width h
     min_std: float = option(0.1, positive)  # the floor of σ, in units of h
     learn_std: bool = True
@@ -80,7 +81,7 @@ class SVGInfConfig(Config):
     # model="mlp" only
     model_hidden: tuple[int, ...] = option((64, 64), positive_sizes)
     model_lr: float = option(1e-3, positive)
-    model_steps: int = option(50, positive)  # full-batch Adam steps on each update's record
+    model_steps: int = option(50, positive)  # full-batch optimizer steps on each update's record
 
 
 # Calibrated with the true dynamics (bench/svginf.py; seeds key(0)…key(4); numbers in bench/results/svginf.json).
@@ -259,11 +260,6 @@ def record_of(traj: Trajectory, discount: float) -> tuple[dict, jax.Array]:
 
 
 # -- the algorithm -------------------------------------------------------------------------------------
-def _optimizer(config: SVGInfConfig) -> optax.GradientTransformation:
-    adam = optax.adam(config.lr)
-    return adam if config.max_grad_norm is None else optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
-
-
 def _spaces(env, env_params) -> tuple[Box, Box]:
     if not isinstance(env, Environment):
         raise ConfigError(f"svginf needs a JAX environment (scg.envs), got {type(env).__name__}")
@@ -301,19 +297,24 @@ def evaluate(env, env_params, policy: GaussianPolicy, theta, key, *, num_episode
     return jnp.sum(mask * traj.reward, axis=0)
 
 
-def make(env, env_params, config: SVGInfConfig | dict | None = None):
-    """``init, update`` of SVG(∞) (:mod:`scg.algorithms.base`); ``config.model`` picks the variant."""
+def make(env, env_params, config: SVGInfConfig | dict | None = None, *, optimizer=None):
+    """``init, update`` of SVG(∞) (:mod:`scg.algorithms.base`); ``config.model`` picks the variant. From Python,
+    ``optimizer`` replaces the config's named optimizer, for the policy and the MLP model
+    (:mod:`scg.algorithms.optimizers`)."""
     config = resolve(SVGInfConfig, config)
     policy = make_policy(env, env_params, config)
-    optimizer = _optimizer(config)
-    build = _make_true if config.model == "true" else _make_learned
-    init_model, update = build(env, env_params, policy, optimizer, config)
+    opt = make_optimizer(config, config.lr, optimizer, max_grad_norm=config.max_grad_norm)
+    if config.model == "true":
+        init_model, update = _make_true(env, env_params, policy, opt, config)
+    else:
+        model_opt = make_optimizer(config, config.model_lr, optimizer)
+        init_model, update = _make_learned(env, env_params, policy, opt, config, model_opt)
 
     def init(key: jax.Array) -> SVGInfState:
         k_policy, k_model, k_run = jax.random.split(key, 3)
         theta = policy.init(k_policy)
         stats = episodes.init(config.num_envs, max(20, config.num_envs))  # mean_return: at least the last batch
-        return SVGInfState({"theta": theta}, optimizer.init(theta), stats, k_run, init_model(k_model))
+        return SVGInfState({"theta": theta}, opt.init(theta), stats, k_run, init_model(k_model))
 
     return init, update
 
@@ -375,12 +376,14 @@ def tvlg_model(config: SVGInfConfig, horizon: int, dim_x: int, dim_u: int) -> Le
     return LearnedModel(init, example, fit, dynamics.predict)
 
 
-def mlp_model(config: SVGInfConfig, obs_shape, action_shape) -> LearnedModel:
+def mlp_model(config: SVGInfConfig, obs_shape, action_shape,
+              opt: optax.GradientTransformation | None = None) -> LearnedModel:
     """``s + MLP_m([s, a])`` (:func:`scg.algorithms.svg1.make_model`; H15's learned model, its noise scale
-    immaterial to the gradient): ``model_steps`` full-batch Adam steps of ``½‖f_m(s, a) − s'‖²`` on each
-    update's record, warm started; the state is ``(m, Adam state)``."""
+    immaterial to the gradient): ``model_steps`` full-batch steps of ``opt`` (default: the config's optimizer at
+    ``model_lr``, Adam unless named) on ``½‖f_m(s, a) − s'‖²`` of each update's record, warm started; the state
+    is ``(m, optimizer state)``."""
     net = svg1.make_model(obs_shape, action_shape, config.model_hidden, activation=config.activation)
-    opt = optax.adam(config.model_lr)
+    opt = make_optimizer(config, config.model_lr) if opt is None else opt
 
     def init(key):
         m = net.init(key)
@@ -403,14 +406,14 @@ def mlp_model(config: SVGInfConfig, obs_shape, action_shape) -> LearnedModel:
     return LearnedModel(init, lambda: net.init(jax.random.key(0)), fit, lambda m, t, s, a: net.apply(m, s, a)[0])
 
 
-def _make_learned(env, env_params, policy, optimizer, config):
+def _make_learned(env, env_params, policy, optimizer, config, model_opt):
     obs_space, action_space = _spaces(env, env_params)
     if len(obs_space.shape) != 1 or len(action_space.shape) != 1:
         raise ConfigError(f"svginf model={config.model!r} needs vector observations and actions; {env.name} has "
                           f"{obs_space.shape} and {action_space.shape}")
     dim_x, dim_u, horizon = obs_space.shape[0], action_space.shape[0], config.horizon
     learned = (tvlg_model(config, horizon, dim_x, dim_u) if config.model == "tvlg"
-               else mlp_model(config, obs_space.shape, action_space.shape))
+               else mlp_model(config, obs_space.shape, action_space.shape, model_opt))
     reward = known_reward(env, env_params)
     graph = recorded_model_graph(policy, reward, horizon=horizon, obs_dim=dim_x, mean_fn=learned.mean)
     example = {"theta": policy.init(jax.random.key(0)), "model": learned.example()}

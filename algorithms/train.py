@@ -1,6 +1,8 @@
 """Running an algorithm: a whole training chunk is one ``jit`` of a ``lax.scan`` over iterations, ``vmap``ped over seeds."""
 from __future__ import annotations
 
+import inspect
+
 import jax
 import numpy as np
 
@@ -8,7 +10,7 @@ from scg.algorithms.base import ALGORITHMS
 from scg.algorithms.config import ConfigError
 
 
-def make_train(algo_name: str, env, env_params, config=None):
+def make_train(algo_name: str, env, env_params, config=None, *, optimizer=None, policy=None, value=None):
     """Returns ``init(keys) -> states`` and ``run(states, num_iterations) -> (states, metrics)``.
 
     ``config`` is the algorithm's config object or a dict of overrides of its defaults (``make``'s
@@ -16,11 +18,21 @@ def make_train(algo_name: str, env, env_params, config=None):
     (metrics: ``[seeds, iterations]`` per name). ``run`` is jitted with the
     number of iterations static: progress and checkpoints happen between chunks. An unknown algorithm, or a
     config with an unknown key or an invalid value, raises :class:`scg.algorithms.config.ConfigError`.
+
+    ``optimizer`` (an optax transformation, or a function of the learning rate returning one:
+    :mod:`scg.algorithms.optimizers`) and ``policy``/``value`` (networks ``(init, apply)``:
+    :func:`scg.algorithms.common.compile_mdp`) go to the algorithm's ``make``; a ``ConfigError`` names the
+    algorithms that take the one given where this one does not.
     """
     if algo_name not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algo_name!r}; choose from: {', '.join(sorted(ALGORITHMS))}")
     algo = ALGORITHMS[algo_name]
-    init, update = algo.make(env, env_params, config)  # update(state, batch=None): the batch is sampled in the graph
+    given = {k: v for k, v in dict(optimizer=optimizer, policy=policy, value=value).items() if v is not None}
+    for name in given:
+        if name not in _make_options(algo):
+            takers = sorted(n for n, a in ALGORITHMS.items() if name in _make_options(a))
+            raise ConfigError(f"{algo_name} takes no {name}=; the algorithms that do: {', '.join(takers)}")
+    init, update = algo.make(env, env_params, config, **given)  # update(state, batch=None): sampled in the graph
 
     def run_one(state, num_iterations):
         return jax.lax.scan(lambda s, _: update(s), state, None, length=num_iterations)
@@ -28,6 +40,12 @@ def make_train(algo_name: str, env, env_params, config=None):
     init_all = jax.jit(_over_seeds(init, ()))
     run_all = jax.jit(_over_seeds(run_one, (None,)), static_argnums=1)
     return init_all, run_all
+
+
+def _make_options(algo) -> set[str]:
+    """The keyword-only arguments of ``algo.make`` (``optimizer``, ``policy``, ``value``: those it takes)."""
+    params = inspect.signature(algo.make).parameters.values()
+    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def _over_seeds(fn, other_axes: tuple):

@@ -22,12 +22,12 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from scg.algorithms import episodes, trajectories
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.config import Config, ConfigError, non_negative, option, positive, resolve
+from scg.algorithms.config import ConfigError, non_negative, option, positive, resolve
 from scg.algorithms.dirpg_gradient import trajectory_log_prob
+from scg.algorithms.optimizers import OptimizerConfig, make_optimizer
 
 
 def elite_weights(returns: jax.Array, num_elite: int) -> jax.Array:
@@ -46,13 +46,13 @@ def elite_weights(returns: jax.Array, num_elite: int) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrajectoryCEMConfig(Config):
+class TrajectoryCEMConfig(OptimizerConfig):
     name: ClassVar[str] = "trajectory_cem"
     num_episodes: int = option(30, positive)  # N sampled episodes per update (~L420)
     num_elite: int = option(2, positive)  # k imitated (~L245)
     policy: str = "mlp"  # "tabular" (env.state_index) or "mlp" on env.get_obs
     hidden: tuple[int, ...] = (64,)
-    learning_rate: float = option(1e-3, positive)  # Adam, as the paper (~L418)
+    learning_rate: float = option(1e-3, positive)  # the optimizer's: Adam by default, as the paper (~L418)
     max_depth: int = option(0, non_negative)  # episode length; 0 takes the env's
     window: int = option(20, positive)
 
@@ -67,14 +67,16 @@ class TrajectoryCEMConfig(Config):
 TrainState = trajectories.PolicyTrainState
 
 
-def make(env, env_params, config: TrajectoryCEMConfig | dict | None = None):
+def make(env, env_params, config: TrajectoryCEMConfig | dict | None = None, *, optimizer=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`; from Python, ``optimizer`` replaces the config's named
+    optimizer (:mod:`scg.algorithms.optimizers`)."""
     config = resolve(TrajectoryCEMConfig, config)
     policy = trajectories.make_state_policy(env, env_params, config.policy, config.hidden)
     max_depth = trajectories.episode_length(env, env_params, config.max_depth)
-    optimizer = optax.adam(config.learning_rate)
+    tx = make_optimizer(config, config.learning_rate, optimizer)
 
     def init(key):
-        return trajectories.init_train_state(policy, optimizer, config.window, key)
+        return trajectories.init_train_state(policy, tx, config.window, key)
 
     def update(state: TrainState, batch=None):
         if batch is not None:
@@ -90,7 +92,7 @@ def make(env, env_params, config: TrajectoryCEMConfig | dict | None = None):
             return -jnp.sum(w * logp)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        params, opt_state = trajectories.descend(optimizer, grads, state)
+        params, opt_state = trajectories.descend(tx, grads, state)
         recent = episodes.push(state.recent, trajs.ret)
         metrics = episodes.metrics(recent, env_steps=jnp.sum(trajs.length), loss=loss, grads=grads,
                                    elite_return=jnp.sum(w * trajs.ret))

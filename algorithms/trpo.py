@@ -176,11 +176,13 @@ def value_step(value, config: TRPOConfig, phi, obs: jax.Array, targets: jax.Arra
     return jax.lax.scan(one, phi, None, length=config.value_steps)
 
 
-def make(env, env_params, config: TRPOConfig | dict | None = None):
+def make(env, env_params, config: TRPOConfig | dict | None = None, *, policy=None, value=None):
+    """``(init, update)`` of :mod:`scg.algorithms.base`; from Python, ``policy``/``value`` replace the MLPs of
+    ``hidden``/``value_hidden``: networks ``(init, apply)`` (:func:`scg.algorithms.common.compile_mdp`)."""
     config = resolve(TRPOConfig, config)
     if config.episodic and not isinstance(env, Environment):
         raise ValueError("trpo: episodic=True resets environments each iteration, which needs a JAX env")
-    mdp = compile_mdp(env, env_params, config, gae_lambda=config.gae_lambda)
+    mdp = compile_mdp(env, env_params, config, policy=policy, value=value, gae_lambda=config.gae_lambda)
     n_envs = config.num_envs
     window = n_envs if config.episodic else 20  # episodic: mean_return is the batch's mean episode return
 
