@@ -4,8 +4,11 @@
 written to ``runs/<algo>-<env>-<timestamp>/`` (see :mod:`scg.algorithms.run_files` for
 the files). ``scg train --algo A --env E --seeds N --steps S`` trains anything
 in ``scg.algorithms.ALGORITHMS`` on any environment of ``scg.envs.registry``;
-``scg train --resume runs/<name>`` continues an interrupted run; ``scg list``
-shows the choices; ``scg plot runs/a runs/b -o out.png`` compares runs.
+``scg train --resume runs/<name>`` continues an interrupted run; ``--log tensorboard``
+also writes TensorBoard event files beside ``metrics.jsonl``; ``scg list``
+shows the choices; ``scg plot runs/a runs/b -o out.png`` compares runs;
+``scg eval runs/<name>`` runs the trained policy for fresh episodes, by its mode
+and by sampling, and writes ``eval.json`` (``--render out.gif``: one episode drawn).
 ``scg demo`` compiles the README's graph, estimates its gradient and prints it
 next to the exact gradient computed by enumeration and quadrature, with the
 z-score of the difference.
@@ -186,11 +189,13 @@ def _failed(run_dir: Path, err: OSError, created: bool) -> str:
 def _train(args: argparse.Namespace) -> int:
     from scg.algorithms import driver
     from scg.algorithms.config import ConfigError
+    from scg.algorithms.metrics_log import TensorBoardLog
     from scg.algorithms.run_files import CONFIG, CURVE, METRICS, PARAMS, RunError
 
     try:  # every check, before anything is written
         run_dir, config = _resumed_run(args) if args.resume else _new_run(args)
-    except ValueError as err:  # ConfigError and RunError among them
+        log = TensorBoardLog(run_dir) if args.log == "tensorboard" else None  # writes nothing before the first rows
+    except (ValueError, ImportError) as err:  # ConfigError and RunError among them; tensorboardX missing
         return _fail("scg train", str(err))
     if not args.resume:
         try:
@@ -207,7 +212,8 @@ def _train(args: argparse.Namespace) -> int:
               f"{config['seeds']} seed(s), {_plan(config)} -> {run_dir}", flush=True)
 
     try:
-        result = driver.train(run_dir, config, resume=bool(args.resume), progress=not args.quiet, on_start=announce)
+        result = driver.train(run_dir, config, resume=bool(args.resume), progress=not args.quiet, on_start=announce,
+                              on_rows=log)
     except (ConfigError, RunError) as err:  # raised before anything was written
         if not args.resume:
             try:
@@ -217,6 +223,9 @@ def _train(args: argparse.Namespace) -> int:
         return _fail("scg train", str(err))
     except OSError as err:
         return _fail("scg train", _failed(run_dir, err, created=not args.resume), _os_code(err))
+    finally:
+        if log is not None:
+            log.close()
     steps = min(result["env_steps"])
     if result["interrupted"]:
         if result["checkpoint"]:
@@ -231,6 +240,7 @@ def _train(args: argparse.Namespace) -> int:
     print("final mean return (last 20 episodes): "
           + (f"{sum(final) / len(final):.1f} (per seed: {per_seed})" if final else "no episode finished"))
     files = ", ".join(str(run_dir / f) for f in (CONFIG, METRICS, PARAMS, CURVE))
+    files += f" and TensorBoard events ({run_dir}/events.out.tfevents.*)" if log is not None else ""
     n = result["iteration"]
     print(f"{steps:,.0f} env steps, {n} iteration{'s' * (n != 1)}, {result['wall_time']:.1f} s; wrote {files}")
     return 0
@@ -278,12 +288,67 @@ def _plot(args: argparse.Namespace) -> int:
     if out.is_dir():
         return _fail("scg plot", f"-o {out} is a folder; give a file name, e.g. -o {out / 'comparison.png'}")
     try:
-        plot_runs(args.runs, out)
+        plot_runs(args.runs, out, band=args.band)
     except OSError as err:
         code = _os_code(err)
         fix = "choose another -o" if code == 2 else "free some space and run it again"
         return _fail("scg plot", f"-o {out}: cannot write {err.filename or out}: {err.strerror or err}; {fix}", code)
     print(f"wrote {out}")
+    return 0
+
+
+def _returns_line(result: dict, multi_seed: bool) -> str:
+    """``mean ± se`` over all episodes and, for several seeds, ``(per seed: ...)``."""
+    text = f"{result['mean']:.1f} ± {result['stderr']:.1f}"
+    if multi_seed:
+        text += " (per seed: " + ", ".join(f"{s['mean']:.1f} ± {s['stderr']:.1f}" for s in result["per_seed"]) + ")"
+    if result["unfinished"]:
+        text += f"; {result['unfinished']} episode(s) had not ended after the episode limit"
+    return text
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from scg.algorithms import evaluate
+
+    if args.episodes < 2:
+        return _fail("scg eval", f"--episodes must be at least 2 (a standard error needs two), got {args.episodes}")
+    out = None if args.render is None else Path(args.render)
+    if out is not None:
+        if out.suffix.lower() != ".gif":
+            return _fail("scg eval", f"--render {out}: give a .gif file name, e.g. --render episode.gif")
+        if out.is_dir() or not out.parent.is_dir():
+            what = "is a folder" if out.is_dir() else f"is in {out.parent}, which is not a folder"
+            return _fail("scg eval", f"--render {out} {what}; give a .gif file in an existing folder")
+    try:
+        run = evaluate.open_run(args.run_dir)
+        if out is not None:
+            evaluate.check_render(run)
+    except NotImplementedError as err:
+        return _fail("scg eval", f"--render: {err}: this environment cannot be drawn; leave out --render")
+    except (ValueError, ImportError) as err:  # RunError, ConfigError; an env or its renderer's package missing
+        return _fail("scg eval", str(err))
+    config = run.config
+    print(f"evaluating {config['algo']} on {config['env']} ({run.run_dir}): {config['seeds']} seed(s) x "
+          f"{args.episodes} episodes of at most {run.max_steps} steps, --seed {args.seed}", flush=True)
+    target = run.run_dir / evaluate.EVAL
+    try:
+        record = evaluate.evaluate_run(run, num_episodes=args.episodes, seed=args.seed)
+    except OSError as err:
+        return _fail("scg eval", f"cannot write {err.filename or target}: {err.strerror or err}", _os_code(err))
+    multi = config["seeds"] > 1
+    print(f"deterministic (mode): {_returns_line(record['deterministic'], multi)}")
+    if record["sampled"] is None:
+        print(f"sampled:              none ({config['algo']}'s actor is deterministic: its samples are its mode)")
+    else:
+        print(f"sampled:              {_returns_line(record['sampled'], multi)}")
+    print(f"wrote {target}")
+    if out is not None:
+        try:
+            frames = evaluate.render_episode(run, out, seed=args.seed)
+        except OSError as err:
+            return _fail("scg eval", f"--render {out}: cannot write {err.filename or out}: {err.strerror or err}",
+                         _os_code(err))
+        print(f"wrote {out}: one deterministic episode of seed {config['seed']}, {frames - 1} steps")
     return 0
 
 
@@ -335,15 +400,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs-dir", default="runs", help="where run folders go (default runs/)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--log", choices=("jsonl", "tensorboard"), default="jsonl",
+                       help="jsonl (default): metrics.jsonl only; tensorboard: TensorBoard event files in the run "
+                       "folder too (needs tensorboardX: pip install 'scg-jax[tensorboard]')")
     train.set_defaults(run=_train)
 
     lst = sub.add_parser("list", help="algorithms with their action kinds, environments with their action spaces")
     lst.set_defaults(run=_list)
 
-    plot = sub.add_parser("plot", help="one figure comparing runs: mean return ± std over seeds vs env steps")
+    plot = sub.add_parser("plot", help="one figure comparing runs, a panel per environment: mean return over "
+                                       "seeds vs env steps, with a band")
     plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("-o", "--output", default="comparison.png", help="PNG to write (default comparison.png)")
+    plot.add_argument("--band", choices=("se", "minmax"), default="se",
+                      help="shade ± one standard error of the mean over seeds (se, default) or their min-max range")
     plot.set_defaults(run=_plot)
+
+    ev = sub.add_parser("eval", help="run a trained policy for fresh episodes: mean ± standard error of the return, "
+                                     "by its mode and sampled; writes eval.json in the run folder")
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("--episodes", type=int, default=20, help="episodes per seed of the run (default 20)")
+    ev.add_argument("--seed", type=int, default=0, help="the evaluation's PRNG seed (default 0)")
+    ev.add_argument("--render", metavar="OUT.gif", help="also draw one deterministic episode as an animated GIF")
+    ev.set_defaults(run=_eval)
 
     demo = sub.add_parser("demo", help="compile the README graph and check its gradient against the exact one")
     demo.add_argument("--theta", type=float, default=0.3)

@@ -129,7 +129,8 @@ def resume_point(run_dir) -> dict | None:
         ) from None
 
 
-def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True, on_start=None, on_chunk=None) -> dict:
+def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True, on_start=None, on_chunk=None,
+          on_rows=None) -> dict:
     """Train ``config`` (from :func:`scg.algorithms.run_config.resolve`) into ``run_dir`` chunk by chunk.
 
     With ``resume`` the state and progress come from ``checkpoint.npz`` and
@@ -138,8 +139,10 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
     (compilation included), stops at the next chunk boundary (twice: at once);
     a ``KeyboardInterrupt`` leaves on disk what the last boundary wrote, and
     the summary says ``interrupted``. ``on_start(progress)`` is called once the
-    state is ready, ``on_chunk(progress)`` after each checkpoint. Before
-    anything is written it raises :class:`scg.algorithms.run_files.RunError`
+    state is ready, ``on_chunk(progress)`` after each checkpoint, ``on_rows(rows)``
+    with each chunk's metric rows once ``metrics.jsonl`` has them (another log:
+    :class:`scg.algorithms.metrics_log.TensorBoardLog`). Before anything is
+    written it raises :class:`scg.algorithms.run_files.RunError`
     (another process trains the run; metrics without a checkpoint) or
     :class:`scg.algorithms.config.ConfigError` (a damaged checkpoint); an
     ``OSError`` later (a full disk) names the file and leaves the last
@@ -189,6 +192,8 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                     metrics, seed_list(config), prog["iteration"], np.asarray(prog["env_steps"]), t0, t1
                 )
                 append_rows(run_dir, rows)
+                if on_rows is not None:
+                    on_rows(rows)
                 measured = float(np.max(metrics["env_steps"].sum(axis=1)) / n)
                 if measured <= 0:
                     raise RuntimeError(f"{config['algo']} reported no environment steps in {n} iterations")

@@ -1,4 +1,8 @@
-"""``metrics.jsonl``: one JSON line per iteration per seed, env steps cumulative, NaN written as null."""
+"""``metrics.jsonl``: one JSON line per iteration per seed, env steps cumulative, NaN written as null.
+
+Optionally (``scg train --log tensorboard``) the same rows also go to TensorBoard event files in the run
+folder (:class:`TensorBoardLog`); ``metrics.jsonl`` is always written and is what ``scg`` reads back.
+"""
 from __future__ import annotations
 
 import json
@@ -76,3 +80,63 @@ def truncate_metrics(run_dir: Path, iteration: int) -> None:
     """Keep the lines up to ``iteration`` (a checkpoint's): lines written after it (interrupted mid-boundary) are redone."""
     rows = [r for r in read_metrics(run_dir) if r.get("iteration", 0) <= iteration]
     atomic_write(Path(run_dir) / METRICS, lambda f: f.write("".join(json.dumps(r) + "\n" for r in rows).encode()))
+
+
+# -- TensorBoard ------------------------------------------------------------------------------------------------------
+TENSORBOARD_INSTALL = "pip install 'scg-jax[tensorboard]'"
+_NOT_SCALARS = ("iteration", "seed", "wall_time")  # the row's coordinates, not metrics
+
+
+def tensorboard_scalars(rows: list[dict]) -> list[tuple[str, float, int]]:
+    """``(tag, value, step)`` of metric rows, step the iteration: per iteration, each metric's mean over the
+    seeds that have a value (``tag`` = its name), and each seed's own (``<name>/seed_<s>``); nulls are left out."""
+    by_iteration: dict[int, list[dict]] = {}
+    for row in rows:
+        by_iteration.setdefault(row["iteration"], []).append(row)
+    out = []
+    for step, group in sorted(by_iteration.items()):
+        names = dict.fromkeys(k for r in group for k in r if k not in _NOT_SCALARS)
+        for name in names:
+            values = [(r["seed"], float(r[name])) for r in group if isinstance(r.get(name), (int, float))]
+            if values:
+                out.append((name, float(np.mean([v for _, v in values])), step))
+            out.extend((f"{name}/seed_{seed}", v, step) for seed, v in values)
+    return out
+
+
+def _summary_writer():
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as err:
+        raise ImportError(f"--log tensorboard needs tensorboardX ({err}); install it with: "
+                          f"{TENSORBOARD_INSTALL}") from None
+    return SummaryWriter
+
+
+class TensorBoardLog:
+    """``log(rows)`` writes metric rows as TensorBoard scalars (:func:`tensorboard_scalars`) to an event file in
+    ``run_dir``, so that ``tensorboard --logdir runs/`` shows each run under its folder's name.
+
+    Made before training, it only checks that tensorboardX imports (an ``ImportError`` saying how to install it);
+    the event file is created with the first rows, flushed after each call, closed by :meth:`close`. A resumed
+    run opens a new file from its first redone iteration on, purging (``purge_step``) what an earlier session
+    logged from there.
+    """
+
+    def __init__(self, run_dir):
+        self.run_dir, self.writer_class, self.writer = Path(run_dir), _summary_writer(), None
+
+    def __call__(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        if self.writer is None:
+            first = min(r["iteration"] for r in rows)
+            self.writer = self.writer_class(logdir=str(self.run_dir), purge_step=first if first > 1 else None)
+        for tag, value, step in tensorboard_scalars(rows):
+            self.writer.add_scalar(tag, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
