@@ -1,5 +1,7 @@
-"""Generate ``notebooks/02_policy_gradients.ipynb`` (saved without outputs): ``python notebooks/make_02.py``."""
+"""Generate ``notebooks/02_policy_gradients.ipynb`` (sources only): ``python notebooks/make_02.py``."""
 from _generate import write
+
+NAME = "02_policy_gradients.ipynb"
 
 CELLS = [
     ("md", r"""# Policy gradients: an MDP as a stochastic computation graph
@@ -157,4 +159,4 @@ assert ratio > 2, ratio"""),
 
 
 if __name__ == "__main__":
-    write(CELLS, "02_policy_gradients.ipynb")
+    write(CELLS, NAME)

@@ -1,5 +1,7 @@
-"""Generate ``notebooks/03_gae_trpo.ipynb`` (saved without outputs): ``python notebooks/make_03.py``."""
+"""Generate ``notebooks/03_gae_trpo.ipynb`` (sources only): ``python notebooks/make_03.py``."""
 from _generate import write
+
+NAME = "03_gae_trpo.ipynb"
 
 CELLS = [
     ("md", r"""# Trust regions and generalized advantage estimation
@@ -173,4 +175,4 @@ assert max(final.values()) > 100, "some λ should have learned within this short
 
 
 if __name__ == "__main__":
-    write(CELLS, "03_gae_trpo.ipynb")
+    write(CELLS, NAME)

@@ -1,5 +1,7 @@
-"""Generate ``notebooks/04_smoothie.ipynb`` (saved without outputs): ``python notebooks/make_04.py``."""
+"""Generate ``notebooks/04_smoothie.ipynb`` (sources only): ``python notebooks/make_04.py``."""
 from _generate import write
+
+NAME = "04_smoothie.ipynb"
 
 CELLS = [
     ("md", r"""# Smoothie: learning the mean and the covariance from smoothed action values
@@ -148,4 +150,4 @@ print(f"notebook ran in {time.time() - t_start:.0f} s")"""),
 
 
 if __name__ == "__main__":
-    write(CELLS, "04_smoothie.ipynb")
+    write(CELLS, NAME)

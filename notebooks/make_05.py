@@ -1,5 +1,7 @@
-"""Generate ``notebooks/05_pathwise_dynamics.ipynb`` (saved without outputs): ``python notebooks/make_05.py``."""
+"""Generate ``notebooks/05_pathwise_dynamics.ipynb`` (sources only): ``python notebooks/make_05.py``."""
 from _generate import write
+
+NAME = "05_pathwise_dynamics.ipynb"
 
 CELLS = [
     ("md", r"""# Pathwise gradients through the dynamics: RPG and SVG(∞)
@@ -243,4 +245,4 @@ instead and differentiates along the recorded episodes (also in `bench/results/s
 ]
 
 if __name__ == "__main__":
-    write(CELLS, "05_pathwise_dynamics.ipynb")
+    write(CELLS, NAME)

@@ -1,5 +1,7 @@
-"""Generate ``notebooks/06_direct_policy_gradients.ipynb`` (saved without outputs): ``python notebooks/make_06.py``."""
+"""Generate ``notebooks/06_direct_policy_gradients.ipynb`` (sources only): ``python notebooks/make_06.py``."""
 from _generate import write
+
+NAME = "06_direct_policy_gradients.ipynb"
 
 CELLS = [
     ("md", r"""# Direct policy gradients: search for a better trajectory, then step towards it
@@ -226,4 +228,4 @@ print(f"notebook ran in {time.time() - t_start:.0f} s")"""),
 ]
 
 if __name__ == "__main__":
-    write(CELLS, "06_direct_policy_gradients.ipynb")
+    write(CELLS, NAME)

@@ -1,5 +1,7 @@
-"""Generate ``notebooks/07_estimators_on_a_discrete_vae.ipynb`` (saved without outputs): ``python notebooks/make_07.py``."""
+"""Generate ``notebooks/07_estimators_on_a_discrete_vae.ipynb`` (sources only): ``python notebooks/make_07.py``."""
 from _generate import write
+
+NAME = "07_estimators_on_a_discrete_vae.ipynb"
 
 CELLS = [
     ("md", r"""# Gradient estimators on a discrete VAE
@@ -234,4 +236,4 @@ print(f"notebook ran in {time.time() - t_start:.0f} s")"""),
 
 
 if __name__ == "__main__":
-    write(CELLS, "07_estimators_on_a_discrete_vae.ipynb")
+    write(CELLS, NAME)

@@ -45,3 +45,28 @@ def test_notebook_runs(path, monkeypatch):
 
 def test_notebooks_exist():
     assert NOTEBOOKS, f"no notebooks under {ROOT / 'notebooks'}"
+
+
+def _regenerate_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("regenerate", ROOT / "notebooks" / "regenerate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_notebooks_are_their_make_scripts_run_with_outputs():
+    """Each notebook is what ``notebooks/regenerate.py`` writes: its make script's cells, run, outputs kept."""
+    regenerate = _regenerate_module()
+    scripts = regenerate.make_scripts()
+    names = {regenerate.load(s)[0] for s in scripts}
+    assert names == {p.name for p in NOTEBOOKS}, "every notebook has a make_0N.py and every make_0N.py a notebook"
+    for script in scripts:
+        name, cells = regenerate.load(script)
+        nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        assert [c.source for c in nb.cells] == [src for _, src in cells], (
+            f"{name} differs from {script.name}: run python notebooks/regenerate.py {name[:2]}")
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.execution_count is not None for c in code), f"{name} is committed without outputs"
+        assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"{name} has an error output"
