@@ -4,7 +4,9 @@
 written to ``runs/<algo>-<env>-<timestamp>/`` (see :mod:`scg.algorithms.run_files` for
 the files). ``scg train --algo A --env E --seeds N --steps S`` trains anything
 in ``scg.algorithms.ALGORITHMS`` on any environment of ``scg.envs.registry``;
-``scg train --resume runs/<name>`` continues an interrupted run; ``--log tensorboard``
+``scg train --resume runs/<name>`` continues an interrupted run; ``--sweep lr=1e-4,3e-4,1e-3``
+trains every value (a grid, where given for several fields) on every seed in one compiled program and one run
+folder; ``--log tensorboard``
 also writes TensorBoard event files beside ``metrics.jsonl``; ``scg list``
 shows the choices; ``scg plot runs/a runs/b -o out.png`` compares runs;
 ``scg eval runs/<name>`` runs the trained policy for fresh episodes, by its mode
@@ -80,6 +82,28 @@ def _parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def _parse_sweep(items: list[str]) -> dict | None:
+    """``field=v1,v2,...`` per swept field (``None`` for none); each value a number. A field given twice is an
+    error; whether it can be swept is :func:`scg.algorithms.run_config.resolve`'s to say."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key or not text:
+            raise ValueError(f"--sweep takes field=value,value,..., got {item!r}")
+        if key in out:
+            raise ValueError(f"--sweep {key} is given twice; give each field once, with all its values")
+        try:
+            values = [json.loads(v) for v in text.split(",")]
+        except json.JSONDecodeError:
+            values = None
+        if values is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"--sweep {item}: the values must be numbers separated by commas, e.g. {key}=1e-4,3e-4")
+        out[key] = values
+    return out
+
+
 def _collision(run_dir: Path) -> str:
     from scg.algorithms.run_files import CONFIG, describe_holder, lock_holder
 
@@ -95,9 +119,13 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
     from scg.algorithms import run_config
 
     opt = {k: DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
+    overrides, sweep = _parse_overrides(args.config or []), _parse_sweep(args.sweep)
+    both = sorted(set(overrides) & set(sweep or {}))
+    if both:
+        raise ValueError(f"--config and --sweep both set {', '.join(both)}; give each field in one of them")
     config = run_config.resolve(
         opt["algo"], opt["env"], seeds=opt["seeds"], steps=opt["steps"], seed=opt["seed"], chunk=opt["chunk"],
-        overrides=_parse_overrides(args.config or []),
+        overrides=overrides, sweep=sweep,
     )
     name = args.name or f"{config['algo']}-{config['env']}-{time.strftime('%Y%m%d-%H%M%S')}"
     if "/" in name or name in ("", ".", ".."):
@@ -108,6 +136,10 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
     run_dir = runs_dir / name
     if run_dir.exists():
         raise ValueError(_collision(run_dir))
+    if "sweep" in config:  # whether the algorithm can trace the swept fields, before the folder exists (cached)
+        from scg.algorithms import driver
+
+        driver.compiled(config)
     return run_dir, {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **config}
 
 
@@ -119,7 +151,7 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
     run_dir = Path(args.resume)
     if not (run_dir / CONFIG).is_file():
         raise RunError(f"--resume {run_dir}: not a run directory (no {CONFIG})")
-    for option in ("algo", "env", "seeds", "seed", "chunk", "name", "config"):
+    for option in ("algo", "env", "seeds", "seed", "chunk", "name", "config", "sweep"):
         if getattr(args, option) is not None:
             raise ValueError(f"--resume continues {run_dir} as it was configured; --{option} cannot change")
     holder = lock_holder(run_dir)
@@ -130,7 +162,7 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
     steps = config["steps"] if args.steps is None else args.steps
     run_config.resolve(  # --steps must be positive
         config["algo"], config["env"], seeds=config["seeds"], steps=steps, seed=config["seed"], chunk=config["chunk"],
-        overrides=config["algorithm_config"],
+        overrides=config["algorithm_config"], sweep=config.get("sweep"),
     )
     start = driver.resume_point(run_dir)  # a damaged checkpoint, or metrics without one, is refused here
     trained = min(start["env_steps"]) if start else 0
@@ -154,6 +186,11 @@ def _plan(config: dict) -> str:
     if n * per_iter != steps:
         plan += f" (--steps {steps:,} rounded up to whole iterations of {per_iter:,})"
     return plan
+
+
+def _grid(sweep: dict) -> str:
+    """``"lr = 0.0001, 0.001; gae_lambda = 0.9, 0.95"``: a sweep's values as the first line prints them."""
+    return "; ".join(f"{k} = {', '.join(f'{v:g}' for v in vs)}" for k, vs in sweep.items())
 
 
 def _kept(run_dir: Path) -> str | None:
@@ -188,8 +225,9 @@ def _failed(run_dir: Path, err: OSError, created: bool) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from scg.algorithms import driver
-    from scg.algorithms.config import ConfigError
+    from scg.algorithms.config import ConfigError, sweep_points
     from scg.algorithms.metrics_log import TensorBoardLog
+    from scg.algorithms.plots import point_label
     from scg.algorithms.run_files import CONFIG, CURVE, METRICS, PARAMS, RunError
 
     try:  # every check, before anything is written
@@ -208,8 +246,10 @@ def _train(args: argparse.Namespace) -> int:
 
     def announce(prog):
         where = f" from iteration {prog['iteration']:,}" if prog["iteration"] else ""
+        sweep = config.get("sweep")
+        points = "" if sweep is None else f" x {math.prod(map(len, sweep.values()))} sweep points ({_grid(sweep)})"
         print(f"{'resuming' if args.resume else 'training'} {config['algo']} on {config['env']}{where}: "
-              f"{config['seeds']} seed(s), {_plan(config)} -> {run_dir}", flush=True)
+              f"{config['seeds']} seed(s){points}, {_plan(config)} -> {run_dir}", flush=True)
 
     try:
         result = driver.train(run_dir, config, resume=bool(args.resume), progress=not args.quiet, on_start=announce,
@@ -235,15 +275,25 @@ def _train(args: argparse.Namespace) -> int:
             print(f"interrupted before the first checkpoint: nothing trained yet, {run_dir / CONFIG} kept")
         print(f"resume with: scg train --resume {run_dir}")
         return 130
-    final = [r for r in result["final_mean_return"] if r is not None]
-    per_seed = ", ".join(f"{r:.1f}" for r in final)
-    print("final mean return (last 20 episodes): "
-          + (f"{sum(final) / len(final):.1f} (per seed: {per_seed})" if final else "no episode finished"))
+    if config.get("sweep") is None:
+        print("final mean return (last 20 episodes): " + _final_returns(result["final_mean_return"]))
+    else:
+        print("final mean return (last 20 episodes) per sweep point:")
+        n = config["seeds"]
+        for p, point in enumerate(sweep_points(config["sweep"])):
+            print(f"  {point_label(point)}: {_final_returns(result['final_mean_return'][p * n:(p + 1) * n])}")
     files = ", ".join(str(run_dir / f) for f in (CONFIG, METRICS, PARAMS, CURVE))
     files += f" and TensorBoard events ({run_dir}/events.out.tfevents.*)" if log is not None else ""
     n = result["iteration"]
     print(f"{steps:,.0f} env steps, {n} iteration{'s' * (n != 1)}, {result['wall_time']:.1f} s; wrote {files}")
     return 0
+
+
+def _final_returns(returns: list) -> str:
+    """``"mean (per seed: a, b)"`` of the finished seeds' final mean returns, or ``"no episode finished"``."""
+    final = [r for r in returns if r is not None]
+    per_seed = ", ".join(f"{r:.1f}" for r in final)
+    return f"{sum(final) / len(final):.1f} (per seed: {per_seed})" if final else "no episode finished"
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -309,6 +359,7 @@ def _returns_line(result: dict, multi_seed: bool) -> str:
 
 def _eval(args: argparse.Namespace) -> int:
     from scg.algorithms import evaluate
+    from scg.algorithms.run_files import CONFIG, read_config
 
     if args.episodes < 2:
         return _fail("scg eval", f"--episodes must be at least 2 (a standard error needs two), got {args.episodes}")
@@ -320,6 +371,10 @@ def _eval(args: argparse.Namespace) -> int:
             what = "is a folder" if out.is_dir() else f"is in {out.parent}, which is not a folder"
             return _fail("scg eval", f"--render {out} {what}; give a .gif file in an existing folder")
     try:
+        recorded = Path(args.run_dir) / CONFIG
+        if recorded.is_file() and "sweep" in read_config(args.run_dir):  # params of points x seeds: eval has no labels
+            return _fail("scg eval", f"{args.run_dir} is a sweep; scg eval evaluates runs of one config: train the "
+                                     "value you want to evaluate as a run of its own (--config FIELD=VALUE)")
         run = evaluate.open_run(args.run_dir)
         if out is not None:
             evaluate.check_render(run)
@@ -396,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--chunk", type=int, help="iterations per jitted chunk, where progress "
                        "and checkpoints happen (default 5, or more to hold at least 1,000 env steps per seed)")
     train.add_argument("--config", nargs="+", action="extend", metavar="KEY=VALUE", help="algorithm config overrides")
+    train.add_argument("--sweep", action="append", metavar="FIELD=V1,V2,...",
+                       help="train every value of a float config field on every seed, in one compiled program and "
+                       "one run folder (repeat for a grid over several fields), e.g. --sweep policy_lr=1e-3,3e-3")
     train.add_argument("--name", help="run folder name (default <algo>-<env>-<timestamp>)")
     train.add_argument("--runs-dir", default="runs", help="where run folders go (default runs/)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")

@@ -36,7 +36,9 @@ demo config: lr must be a finite float, got 'abc'
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import math
 import numbers
 import types
@@ -120,6 +122,9 @@ def resolve(cls: type[C], *layers: Mapping | Config | None) -> C:
     A layer is a dict of overrides, a ``cls`` instance (all of its fields) or ``None`` (skipped).
     Raises :class:`ConfigError` for an unknown key or a value of the wrong type or range.
     """
+    present = [layer for layer in layers if layer is not None]
+    if len(present) == 1 and type(present[0]) is cls:
+        return present[0]  # checked when it was made; it may hold a swept field's traced value (:func:`traced`)
     names = [f.name for f in dataclasses.fields(cls)]
     values: dict = {}
     for layer in layers:
@@ -136,6 +141,51 @@ def resolve(cls: type[C], *layers: Mapping | Config | None) -> C:
                 raise ConfigError(f"unknown {cls.name} config key {key!r}; choose from: {', '.join(sorted(names))}")
         values.update(layer)
     return cls(**values)
+
+
+def check_sweep(config: Config, sweep: Mapping) -> dict[str, tuple[float, ...]]:
+    """``sweep`` (field name → the values to train with) checked against ``config``, values as floats.
+
+    A swept field must be one of ``config``'s ``float`` fields (an ``int`` or ``tuple`` field sizes arrays or loops,
+    which a ``vmap`` cannot vary), given a non-empty list of distinct values, each of which ``config`` accepts: a
+    bad one is the :class:`ConfigError` that constructing the config with it raises, naming the field.
+    """
+    cls = type(config)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    if not isinstance(sweep, Mapping) or not sweep:
+        raise ConfigError(f"{cls.name}: a sweep is a non-empty dict of field name -> list of values, got {sweep!r}")
+    out = {}
+    for name, values in sweep.items():
+        if name not in names:
+            raise ConfigError(f"unknown {cls.name} config key {name!r} in the sweep; choose from: "
+                              f"{', '.join(n for n in names if hints[n] is float)}")
+        if hints[name] is not float:
+            floats = ", ".join(n for n in names if hints[n] is float)
+            raise ConfigError(f"{cls.name} config: {name} cannot be swept: only float fields can ({floats})")
+        if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__iter__") or not list(values):
+            raise ConfigError(f"{cls.name} config: sweep {name} takes a non-empty list of values, got {values!r}")
+        checked = tuple(getattr(resolve(cls, config, {name: v}), name) for v in values)
+        if len(set(checked)) != len(checked):
+            raise ConfigError(f"{cls.name} config: sweep {name} repeats a value ({list(checked)}); give each once")
+        out[name] = checked
+    return out
+
+
+def sweep_points(sweep: Mapping) -> list[dict]:
+    """The grid of a sweep, ``{field: value}`` per point: the product of the fields' values, the first field
+    slowest (``{"a": [1, 2], "b": [3, 4]}``: a=1 b=3, a=1 b=4, a=2 b=3, a=2 b=4)."""
+    names = list(sweep)
+    return [dict(zip(names, values)) for values in itertools.product(*(sweep[n] for n in names))]
+
+
+def traced(config: C, values: Mapping[str, Any]) -> C:
+    """``config`` with the fields of ``values`` set to them unchecked: inside a ``vmap`` over a sweep they are
+    tracers, which no field check can read. Check each concrete value first (:func:`check_sweep`)."""
+    out = copy.copy(config)
+    for name, value in values.items():
+        object.__setattr__(out, name, value)
+    return out
 
 
 def _describe(hint) -> str:

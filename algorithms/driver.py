@@ -14,6 +14,11 @@ iteration. Where the config fixes the env steps of an iteration
 (:func:`steps_per_iteration`), the first chunk is cut to what ``steps`` needs;
 otherwise (episodes of varying length) it is ``chunk`` iterations, and later
 chunks are cut by the steps per iteration the earlier ones measured.
+
+A sweep (``config["sweep"]``) trains every point of its grid on every seed in
+the same chunks: its members (:func:`scg.algorithms.run_config.members`) take
+the place of the seeds everywhere here, and each metrics row names its point
+(``"sweep": {"lr": 0.001}``) beside its ``seed``.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ from scg.algorithms.interrupt import DeferredInterrupt
 from scg.algorithms.metrics_log import append_rows, metric_rows, read_metrics, truncate_metrics
 from scg.algorithms.plots import plot_runs
 from scg.algorithms import run_config
-from scg.algorithms.run_config import algorithm_config, seed_keys, seed_list
+from scg.algorithms.run_config import algorithm_config, members, seed_keys
 from scg.algorithms.run_files import (
     CHECKPOINT, CONFIG, CURVE, METRICS, RunError, RunLock, atomic_write, remove_stale_temporaries, write_json,
 )
@@ -41,21 +46,24 @@ from scg.envs import registry
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(algo: str, env_name: str, config: Config):
+def _compiled(algo: str, env_name: str, config: Config, sweep: tuple | None):
     env, params = registry.make(env_name)
-    return make_train(algo, env, params, config)
+    return make_train(algo, env, params, config, sweep=None if sweep is None else {k: list(v) for k, v in sweep})
 
 
 def compiled(config: dict):
-    """``make_train`` of a run's configuration, once per process and configuration (repeated runs share the chunk)."""
-    return _compiled(config["algo"], config["env"], algorithm_config(config))
+    """``make_train`` of a run's configuration (its sweep included), once per process and configuration
+    (repeated runs share the chunk)."""
+    sweep = config.get("sweep")
+    key = None if sweep is None else tuple((k, tuple(v)) for k, v in sweep.items())
+    return _compiled(config["algo"], config["env"], algorithm_config(config), key)
 
 
 def _progress_bar(tqdm, total: int, initial: int, desc: str, enabled: bool):
     """tqdm's bar on a terminal; elsewhere (a log file, a pipe, CI) one line per chunk instead of carriage returns.
 
-    Both count env steps per seed (the slowest seed's); the speed of all seeds together is in the postfix
-    (:func:`speed_text`), in place of tqdm's own rate, which would count one seed's steps.
+    Both count env steps per seed (the slowest seed's; a sweep's members count as seeds); the speed of all seeds
+    together is in the postfix (:func:`speed_text`), in place of tqdm's own rate, which would count one seed's steps.
     """
     if not enabled or sys.stderr.isatty():
         return tqdm(total=total, initial=initial, unit="step", disable=not enabled, desc=desc, bar_format=_BAR_FORMAT)
@@ -152,7 +160,9 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
 
     run_dir = Path(run_dir)
     per_iter = steps_per_iteration(config)
-    prog = {"iteration": 0, "env_steps": [0.0] * config["seeds"], "wall_time": 0.0, "steps_per_iteration": per_iter}
+    points, seeds = zip(*members(config))  # per member of the states' leading axis
+    sweep = None if config.get("sweep") is None else list(points)
+    prog = {"iteration": 0, "env_steps": [0.0] * len(seeds), "wall_time": 0.0, "steps_per_iteration": per_iter}
     target, chunk = config["steps"], config["chunk"]
     done = lambda prog: min(min(prog["env_steps"]), target)  # noqa: E731  (the slowest seed sets the pace)
     stop = DeferredInterrupt(lambda text: tqdm.write(text, file=sys.stderr))
@@ -189,7 +199,7 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                 metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
                 t1 = time.perf_counter() - clock
                 rows, env_steps = metric_rows(
-                    metrics, seed_list(config), prog["iteration"], np.asarray(prog["env_steps"]), t0, t1
+                    metrics, list(seeds), prog["iteration"], np.asarray(prog["env_steps"]), t0, t1, sweep=sweep
                 )
                 append_rows(run_dir, rows)
                 if on_rows is not None:
@@ -203,7 +213,7 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                 with np.errstate(all="ignore"):
                     mean_return = float(np.nanmean(metrics.get("mean_return", np.full((1, 1), np.nan))[:, -1]))
                 bar.set_postfix_str(chunk_postfix(mean_return, float(metrics["env_steps"].sum()), t1 - t0,
-                                                  config["seeds"], compiled=n not in sizes_run))
+                                                  len(seeds), compiled=n not in sizes_run))
                 sizes_run.add(n)
                 bar.update(int(done(new_prog) - done(prog)))
                 state, prog = new_state, new_prog

@@ -1,5 +1,8 @@
 """``metrics.jsonl``: one JSON line per iteration per seed, env steps cumulative, NaN written as null.
 
+A sweep's run has a line per iteration per member: each names its ``seed`` and its sweep point
+(``"sweep": {"lr": 0.001}``).
+
 Optionally (``scg train --log tensorboard``) the same rows also go to TensorBoard event files in the run
 folder (:class:`TensorBoardLog`); ``metrics.jsonl`` is always written and is what ``scg`` reads back.
 """
@@ -58,18 +61,27 @@ def _finite(x) -> float | None:
     return x if math.isfinite(x) else None  # JSON has no NaN: "no episode finished yet" is null
 
 
-def metric_rows(metrics: dict, seeds: list[int], start_iteration: int, env_steps: np.ndarray, t0: float, t1: float):
+def metric_rows(metrics: dict, seeds: list[int], start_iteration: int, env_steps: np.ndarray, t0: float, t1: float,
+                sweep: list[dict] | None = None):
     """Turn one chunk's ``[seeds, n]`` metrics into JSON rows; env steps cumulative, wall time interpolated.
 
+    ``seeds`` (and ``sweep``, where given: the sweep point of each) label the metrics' leading axis: for a sweep
+    its members, each row then carrying ``"sweep": point`` after its ``seed``.
     Returns ``(rows, env_steps)``: the rows and each seed's cumulative env steps after the chunk.
     """
+    if len(seeds) != metrics["env_steps"].shape[0] or (sweep is not None and len(sweep) != len(seeds)):
+        raise ValueError(f"metrics have {metrics['env_steps'].shape[0]} members; got labels for {len(seeds)} seeds"
+                         + ("" if sweep is None else f" and {len(sweep)} sweep points"))
     n = metrics["env_steps"].shape[1]
     cumulative = env_steps[:, None] + np.cumsum(metrics["env_steps"].astype(np.float64), axis=1)
     rows = []
     for j in range(n):
         wall = t0 + (t1 - t0) * (j + 1) / n
         for s, seed in enumerate(seeds):
-            row = {"iteration": start_iteration + j + 1, "seed": seed, "env_steps": int(cumulative[s, j])}
+            row = {"iteration": start_iteration + j + 1, "seed": seed}
+            if sweep is not None:
+                row["sweep"] = sweep[s]
+            row["env_steps"] = int(cumulative[s, j])
             row.update({k: _finite(v[s, j]) for k, v in metrics.items() if k != "env_steps"})
             row["wall_time"] = round(wall, 4)
             rows.append(row)
@@ -84,23 +96,26 @@ def truncate_metrics(run_dir: Path, iteration: int) -> None:
 
 # -- TensorBoard ------------------------------------------------------------------------------------------------------
 TENSORBOARD_INSTALL = "pip install 'scg-jax[tensorboard]'"
-_NOT_SCALARS = ("iteration", "seed", "wall_time")  # the row's coordinates, not metrics
+_NOT_SCALARS = ("iteration", "seed", "sweep", "wall_time")  # the row's coordinates, not metrics
 
 
 def tensorboard_scalars(rows: list[dict]) -> list[tuple[str, float, int]]:
     """``(tag, value, step)`` of metric rows, step the iteration: per iteration, each metric's mean over the
-    seeds that have a value (``tag`` = its name), and each seed's own (``<name>/seed_<s>``); nulls are left out."""
-    by_iteration: dict[int, list[dict]] = {}
+    seeds that have a value (``tag`` = its name), and each seed's own (``<name>/seed_<s>``); nulls are left out.
+    A sweep's rows are kept apart by their point, its tags prefixed by it (``lr=0.001/<name>``)."""
+    groups: dict[tuple[int, str], list[dict]] = {}
     for row in rows:
-        by_iteration.setdefault(row["iteration"], []).append(row)
+        point = row.get("sweep") or {}
+        prefix = "".join(f"{k}={v:g}," for k, v in point.items()).rstrip(",") + "/" * bool(point)
+        groups.setdefault((row["iteration"], prefix), []).append(row)
     out = []
-    for step, group in sorted(by_iteration.items()):
+    for (step, prefix), group in sorted(groups.items(), key=lambda item: item[0][0]):  # points in row order
         names = dict.fromkeys(k for r in group for k in r if k not in _NOT_SCALARS)
         for name in names:
             values = [(r["seed"], float(r[name])) for r in group if isinstance(r.get(name), (int, float))]
             if values:
-                out.append((name, float(np.mean([v for _, v in values])), step))
-            out.extend((f"{name}/seed_{seed}", v, step) for seed, v in values)
+                out.append((f"{prefix}{name}", float(np.mean([v for _, v in values])), step))
+            out.extend((f"{prefix}{name}/seed_{seed}", v, step) for seed, v in values)
     return out
 
 

@@ -7,6 +7,9 @@ stays within the seeds' range: with ``d_i = x_i − min x ≥ 0``, ``(Σ d_i)² 
 CartPole: 167 ± 236 reaches −69). It is clipped to that range all the same (against rounding), and to the
 environment's return bounds where :data:`RETURN_BOUNDS` knows them (CartPole's returns lie in [0, 500]).
 
+A sweep's run (``scg train --sweep lr=...``) draws one curve per sweep point, each with its band over the seeds,
+labelled ``"lr = 0.001"``.
+
 Example:
     >>> import numpy as np
     >>> centre, lo, hi = seed_band(np.array([[0.0, 10.0], [480.0, 500.0]]), "se", bounds=(0.0, 500.0))
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scg.algorithms.config import sweep_points
 from scg.algorithms.metrics_log import read_metrics
 from scg.algorithms.run_files import atomic_write, read_config
 
@@ -37,12 +41,14 @@ def _number(x) -> float:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan  # null: no episode yet
 
 
-def seed_returns(run_dir) -> tuple[np.ndarray, np.ndarray]:
+def seed_returns(run_dir, point: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(env_steps [I], returns [I, S])``: each seed's ``mean_return`` per iteration (NaN where a seed had no
-    finished episode yet), iterations before any seed's first episode dropped; env steps averaged over seeds."""
+    finished episode yet), iterations before any seed's first episode dropped; env steps averaged over seeds.
+    ``point`` picks the rows of one point of a sweep (their ``"sweep"``); ``None``, those without one."""
     by_iter: dict[int, dict[int, dict]] = {}
     for r in read_metrics(run_dir):
-        by_iter.setdefault(r["iteration"], {})[r["seed"]] = r
+        if r.get("sweep") == point:
+            by_iter.setdefault(r["iteration"], {})[r["seed"]] = r
     seeds = sorted({s for rows in by_iter.values() for s in rows})
     xs, returns = [], []
     for it in sorted(by_iter):
@@ -99,6 +105,21 @@ def _labels(configs: list[dict], run_dirs: list[Path]) -> list[str]:
     return [f"{d.name}: {s}" if keys.count(k) > 1 else s for d, s, k in zip(run_dirs, short, keys)]
 
 
+def point_label(point: dict) -> str:
+    """A sweep point as a legend reads it: ``"lr = 0.001"`` (fields joined by ``", "``)."""
+    return ", ".join(f"{k} = {v:g}" for k, v in point.items())
+
+
+def _curves(config: dict, label: str, color: str, alone: bool) -> list[tuple[dict | None, str, str]]:
+    """``(sweep point, label, colour)`` of each curve of a run: the run's own, or one per point of its sweep
+    (labelled by the point, after the run's label where the panel holds other runs; colours C0, C1, ...)."""
+    sweep = config.get("sweep")
+    if sweep is None:
+        return [(None, label, color)]
+    points = sweep_points(sweep)
+    return [(p, point_label(p) if alone else f"{label}: {point_label(p)}", f"C{i % 10}") for i, p in enumerate(points)]
+
+
 def _colors(configs: list[dict]) -> list[str]:
     """One colour per algorithm, the same in every panel; one per run where a panel holds an algorithm twice."""
     pairs = [(c["env"], c["algo"]) for c in configs]
@@ -110,7 +131,7 @@ def _colors(configs: list[dict]) -> list[str]:
 def figure(run_dirs, title: str | None = None, band: str = "se"):
     """A matplotlib ``Figure``, one panel per environment (in the runs' order): each run's mean return vs
     environment steps with a band over seeds (``band``: ``"se"``, ± one standard error, or ``"minmax"``; see
-    :func:`seed_band`), labelled ``"algorithm, N seeds"``."""
+    :func:`seed_band`), labelled ``"algorithm, N seeds"``; a sweep's run has a curve per point (:func:`_curves`)."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, works headless
 
     if band not in BANDS:
@@ -123,10 +144,12 @@ def figure(run_dirs, title: str | None = None, band: str = "se"):
     fig = Figure(figsize=(4.2 * cols, 3.3 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, env in zip(axes, envs):
+        alone = sum(c["env"] == env for c in configs) == 1
         for d, c, label, color in zip(run_dirs, configs, _labels(configs, run_dirs), _colors(configs)):
             if c["env"] == env:
-                x, returns = seed_returns(d)
-                draw_curve(ax, x, returns, label=label, band=band, bounds=RETURN_BOUNDS.get(env), color=color)
+                for point, text, colour in _curves(c, label, color, alone):
+                    x, returns = seed_returns(d, point)
+                    draw_curve(ax, x, returns, label=text, band=band, bounds=RETURN_BOUNDS.get(env), color=colour)
         ax.set_title(env if len(envs) > 1 or title else f"{env}: {BANDS[band]}", fontsize="medium")
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)

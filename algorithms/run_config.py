@@ -4,7 +4,10 @@
 command creates the run directory only after it returns) and gives the dict
 that ``config.json`` records. Its ``algorithm_config`` is the algorithm's
 config class's defaults, updated by the algorithm's ``TUNED[env]`` entry, then
-by the user's overrides (:func:`scg.algorithms.config.resolve`), as a dict.
+by the user's overrides (:func:`scg.algorithms.config.resolve`), as a dict. A sweep
+(``scg train --sweep lr=1e-4,3e-4``) is recorded as ``sweep``, field → values
+(absent without one); ``algorithm_config`` still holds every field, a swept one
+at its unswept value, which each member's point replaces (:func:`members`).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import jax
 
 from scg.algorithms import train
 from scg.algorithms.base import ALGORITHMS
-from scg.algorithms.config import Config, ConfigError
+from scg.algorithms.config import Config, ConfigError, check_sweep
 from scg.algorithms.run_files import CONFIG, read_config
 from scg.envs import registry
 
@@ -57,11 +60,13 @@ def default_chunk(algorithm_config: dict) -> int:
 
 def resolve(
     algo: str, env: str, *, seeds: int, steps: int, seed: int = 0, chunk: int | None = None,
-    overrides: dict | None = None,
+    overrides: dict | None = None, sweep: dict | None = None,
 ) -> dict:
     """Check the options and return the full configuration of a run; raises :class:`ConfigError` (one line).
 
-    ``chunk=None`` takes :func:`default_chunk` of the algorithm's config.
+    ``chunk=None`` takes :func:`default_chunk` of the algorithm's config. ``sweep`` (field → list of values) is
+    checked against it (:func:`scg.algorithms.config.check_sweep`); whether the algorithm can trace the field is
+    checked when the run compiles (:func:`scg.algorithms.train.make_train`).
     """
     if algo not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algo!r}; choose from: {', '.join(sorted(ALGORITHMS))}")
@@ -80,7 +85,9 @@ def resolve(
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
-    algorithm_config = spec.configure(env, overrides).to_dict()
+    typed = spec.configure(env, overrides)
+    swept = {} if sweep is None else {"sweep": {k: list(v) for k, v in check_sweep(typed, sweep).items()}}
+    algorithm_config = typed.to_dict()
     return {
         "algo": algo,
         "env": env,
@@ -90,6 +97,7 @@ def resolve(
         "steps": steps,
         "chunk": default_chunk(algorithm_config) if chunk is None else chunk,
         "algorithm_config": algorithm_config,
+        **swept,
         "versions": _versions(),
     }
 
@@ -101,7 +109,7 @@ def load(run_dir) -> dict:
     config = read_config(run_dir)
     try:
         resolve(config["algo"], config["env"], seeds=config["seeds"], steps=config["steps"], seed=config["seed"],
-                chunk=config["chunk"], overrides=config["algorithm_config"])
+                chunk=config["chunk"], overrides=config["algorithm_config"], sweep=config.get("sweep"))
     except ConfigError as err:
         raise ConfigError(f"{Path(run_dir) / CONFIG}: {err}; restore it from a copy of the run") from None
     return config
@@ -114,6 +122,12 @@ def algorithm_config(config: dict) -> Config:
 
 def seed_list(config: dict) -> list[int]:
     return list(range(config["seed"], config["seed"] + config["seeds"]))
+
+
+def members(config: dict) -> list[tuple[dict | None, int]]:
+    """``(sweep point, seed)`` of each member a run trains, in the order of its states and metrics (sweep-major;
+    the point is ``None`` without a sweep): :func:`scg.algorithms.train.sweep_members`."""
+    return train.sweep_members(config.get("sweep"), seed_list(config))
 
 
 def seed_keys(config: dict) -> jax.Array:

@@ -2,14 +2,14 @@
 
 A run lives in ``runs/<name>/``::
 
-    config.json          the resolved configuration (algorithm, environment, seeds, steps, versions):
+    config.json          the resolved configuration (algorithm, environment, seeds, steps, sweep, versions):
                          :mod:`scg.algorithms.run_config`
-    metrics.jsonl        one JSON line per iteration per seed, appended and flushed after every chunk:
-                         :mod:`scg.algorithms.metrics_log`
+    metrics.jsonl        one JSON line per iteration per seed (per sweep point too), appended and flushed after
+                         every chunk: :mod:`scg.algorithms.metrics_log`
     checkpoint.npz       the whole training state (all seeds) at the last chunk boundary:
                          :mod:`scg.algorithms.checkpoint`
     params.npz           the final parameters, one array per leaf path, leading seed axis
-    learning_curve.png   mean return vs environment steps, mean ± one std over seeds: :mod:`scg.algorithms.plots`
+    learning_curve.png   mean return vs environment steps, mean ± s.e. over seeds: :mod:`scg.algorithms.plots`
     train.lock           while a process trains the run: its process id, host and start time (:class:`RunLock`)
 
 Every file but ``metrics.jsonl`` is replaced whole by :func:`atomic_write`, so a crash

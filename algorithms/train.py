@@ -1,16 +1,23 @@
-"""Running an algorithm: a whole training chunk is one ``jit`` of a ``lax.scan`` over iterations, ``vmap``ped over seeds."""
+"""Running an algorithm: a whole training chunk is one ``jit`` of a ``lax.scan`` over iterations, ``vmap``ped over
+seeds, and over the points of a hyperparameter sweep."""
 from __future__ import annotations
 
 import inspect
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from scg.algorithms.base import ALGORITHMS
-from scg.algorithms.config import ConfigError
+from scg.algorithms.config import ConfigError, check_sweep, resolve, sweep_points, traced
+
+# What tracing raises where Python needs a concrete value: `if x`, `int(x)`, `np.asarray(x)`, a shape.
+_TRACE_TIME = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+               jax.errors.TracerIntegerConversionError, jax.errors.NonConcreteBooleanIndexError)
 
 
-def make_train(algo_name: str, env, env_params, config=None, *, optimizer=None, policy=None, value=None):
+def make_train(algo_name: str, env, env_params, config=None, *, sweep=None, optimizer=None, policy=None,
+               value=None):
     """Returns ``init(keys) -> states`` and ``run(states, num_iterations) -> (states, metrics)``.
 
     ``config`` is the algorithm's config object or a dict of overrides of its defaults (``make``'s
@@ -23,6 +30,26 @@ def make_train(algo_name: str, env, env_params, config=None, *, optimizer=None, 
     :mod:`scg.algorithms.optimizers`) and ``policy``/``value`` (networks ``(init, apply)``:
     :func:`scg.algorithms.common.compile_mdp`) go to the algorithm's ``make``; a ``ConfigError`` names the
     algorithms that take the one given where this one does not.
+
+    ``sweep`` (field name → list of values, e.g. ``{"lr": [1e-4, 3e-4, 1e-3]}``) trains every point of the
+    grid of those values (:func:`scg.algorithms.config.sweep_points`: the product, the first field slowest)
+    on every seed, in the same one ``jit``: the algorithm is built inside the ``vmap`` with a config whose swept
+    fields hold the member's traced value (:func:`scg.algorithms.config.traced`). ``init(keys)`` then returns
+    ``P × len(keys)`` members, sweep-major: member ``p * len(keys) + j`` is point ``p`` on seed ``keys[j]``
+    (:func:`sweep_members`). One leading axis, not two, so a sweep's states, metrics and checkpoints have the
+    shape of a run of ``P × len(keys)`` seeds and every consumer of a run (the chunked driver, checkpoints,
+    metric rows) reads them unchanged; ``run`` finds the members' values from the states' leading axis. Only ``float`` fields can be swept, each value checked eagerly as the
+    config checks it; a field the algorithm reads in Python while tracing (``if config.ent_coef:``) raises a
+    :class:`ConfigError` here, naming it and the algorithm. Member ``(p, j)`` computes what the run of that
+    point's config on seed ``j`` computes, to float rounding (tests/algorithms/test_sweep.py).
+
+    >>> from scg.envs import registry
+    >>> env, params = registry.make("CartPole-v1")
+    >>> init, run = make_train("reinforce", env, params, {"num_envs": 2, "horizon": 8, "hidden": [8]},
+    ...                        sweep={"policy_lr": [1e-3, 1e-2]})
+    >>> states, metrics = run(init(seed_keys(3)), 2)
+    >>> metrics["env_steps"].shape  # [2 points x 3 seeds, 2 iterations]
+    (6, 2)
     """
     if algo_name not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algo_name!r}; choose from: {', '.join(sorted(ALGORITHMS))}")
@@ -32,6 +59,8 @@ def make_train(algo_name: str, env, env_params, config=None, *, optimizer=None, 
         if name not in _make_options(algo):
             takers = sorted(n for n, a in ALGORITHMS.items() if name in _make_options(a))
             raise ConfigError(f"{algo_name} takes no {name}=; the algorithms that do: {', '.join(takers)}")
+    if sweep is not None:
+        return _make_sweep(algo, env, env_params, config, sweep, given)
     init, update = algo.make(env, env_params, config, **given)  # update(state, batch=None): sampled in the graph
 
     def run_one(state, num_iterations):
@@ -42,6 +71,82 @@ def make_train(algo_name: str, env, env_params, config=None, *, optimizer=None, 
     return init_all, run_all
 
 
+def sweep_members(sweep: dict | None, seeds: list) -> list[tuple[dict | None, object]]:
+    """``(point, seed)`` of each member of :func:`make_train`'s leading axis, in its order (sweep-major); the
+    point is ``None`` without a sweep."""
+    points = [None] if sweep is None else sweep_points(sweep)
+    return [(p, s) for p in points for s in seeds]
+
+
+def _make_sweep(algo, env, env_params, config, sweep: dict, given: dict):
+    """:func:`make_train`'s functions for a sweep: ``algo.make`` inside the ``vmap``, per member's values."""
+    base = resolve(algo.config, config)
+    sweep = check_sweep(base, sweep)
+    grid = sweep_points(sweep)
+    columns = {n: jnp.asarray([p[n] for p in grid], jnp.float32) for n in sweep}  # [P] per field
+    _check_traceable(algo, env, env_params, base, sweep, given)
+
+    def built(values):
+        return algo.make(env, env_params, traced(base, values), **given)
+
+    def init_member(key, values):
+        return built(values)[0](key)
+
+    def run_member(state, values, num_iterations):
+        update = built(values)[1]
+        return jax.lax.scan(lambda s, _: update(s), state, None, length=num_iterations)
+
+    def member_values(members: int) -> dict:
+        if members % len(grid):
+            raise ValueError(f"a sweep of {len(grid)} points has a multiple of {len(grid)} members, got {members}")
+        return {n: jnp.repeat(c, members // len(grid)) for n, c in columns.items()}  # sweep-major
+
+    def init_all(keys):
+        keys = jnp.tile(keys, len(grid))  # every point on every seed: point p's seeds are members p*n .. p*n+n-1
+        return _over_seeds(init_member, (0,))(keys, member_values(keys.shape[0]))
+
+    def run_all(states, num_iterations):
+        members = jax.tree_util.tree_leaves(states)[0].shape[0]
+        return _over_seeds(run_member, (0, None))(states, member_values(members), num_iterations)
+
+    return jax.jit(init_all), jax.jit(run_all, static_argnums=1)
+
+
+def _check_traceable(algo, env, env_params, base, sweep: dict, given: dict) -> None:
+    """Trace building the algorithm, ``init`` and one ``update`` with the swept fields traced (no compiling).
+
+    A field the algorithm needs concrete while tracing is a :class:`ConfigError` naming it (each is tried alone to
+    find it), and so is one that the traced program never reads (PPO's ``kl_target`` with ``surrogate="clip"``, a
+    learning rate beside ``optimizer=`` a fixed transformation): its sweep would train the same run again.
+    """
+
+    def one_update(key, values):
+        init, update = algo.make(env, env_params, traced(base, values), **given)
+        return update(init(key))
+
+    def trace(names):
+        values = {n: jnp.float32(sweep[n][0]) for n in names}
+        try:
+            return jax.make_jaxpr(one_update)(jax.random.key(0), values).jaxpr, None
+        except _TRACE_TIME as err:
+            return None, err
+
+    jaxpr, _ = trace(list(sweep))
+    if jaxpr is None:
+        for name in sweep:
+            _, err = trace([name])
+            if err is not None:
+                first = str(err).strip().splitlines()[0]
+                raise ConfigError(f"{name} cannot be swept for {algo.name}: it is used at trace time, in Python "
+                                  f"control flow or a shape (JAX: {first}); train one run per value instead") from None
+        raise ConfigError(f"{', '.join(sweep)} cannot be swept together for {algo.name}: they are used at trace time")
+    read = {id(v) for eqn in jaxpr.eqns for v in eqn.invars} | {id(v) for v in jaxpr.outvars}
+    for name, var in zip(sorted(sweep), jaxpr.invars[1:]):  # the leaves of (key, values): a dict's sorted keys
+        if id(var) not in read:
+            raise ConfigError(f"{name} has no effect on {algo.name} as configured (its training never reads it), so "
+                              "sweeping it would train the same run again; sweep a field it uses")
+
+
 def _make_options(algo) -> set[str]:
     """The keyword-only arguments of ``algo.make`` (``optimizer``, ``policy``, ``value``: those it takes)."""
     params = inspect.signature(algo.make).parameters.values()
@@ -49,15 +154,18 @@ def _make_options(algo) -> set[str]:
 
 
 def _over_seeds(fn, other_axes: tuple):
-    """``fn`` over a leading seed axis of its first argument: ``vmap``, except for a single seed, which runs
+    """``fn`` over a leading seed axis of its first argument (and of the others whose ``other_axes`` entry is 0,
+    ``None`` for the rest): ``vmap``, except for a single seed, which runs
     ``fn`` unbatched (its result given the axis back). A ``vmap`` over a batch of one costs transposes and copies
     in XLA:CPU's program (PPO at 4 envs: +7% wall time, bench/README.md, "PPO against purejaxrl")."""
-    batched = jax.vmap(fn, in_axes=(0, *other_axes))
+    axes = (0, *other_axes)
+    batched = jax.vmap(fn, in_axes=axes)
 
     def over_seeds(first, *rest):
         if jax.tree_util.tree_leaves(first)[0].shape[0] != 1:
             return batched(first, *rest)
-        one = fn(jax.tree_util.tree_map(lambda x: x[0], first), *rest)
+        first_member = lambda a: jax.tree_util.tree_map(lambda x: x[0], a)  # noqa: E731
+        one = fn(*(a if axis is None else first_member(a) for a, axis in zip((first, *rest), axes)))
         return jax.tree_util.tree_map(lambda x: x[None], one)
 
     return over_seeds
