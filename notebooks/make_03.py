@@ -142,12 +142,13 @@ np.testing.assert_allclose(gae_one, plain, rtol=1e-4, atol=1e-6)"""),
 
 `scg.algorithms.trpo` is the §4.6 algorithm: the MDP graph with `gae_lambda=λ`, a TRPO policy step, then the
 value function refit by its own trust region (Eq. 33–34), after the advantages were computed with the old
-one. A short run per λ (a few seeds in parallel, one `jit` each); `bench/gae_figure8.py` runs the thesis'
-full Figure 8 experiment."""),
+one. A short run per λ (a few seeds in parallel, one `jit` each: λ is part of the graph, so it is not one of
+the numbers `make_train(..., sweep=)` can `vmap`); `bench/gae_figure8.py` runs the thesis' full Figure 8
+experiment."""),
     ("code", r"""from scg.algorithms import make_train
 from scg.algorithms.train import steps_to_reach
 
-LAMBDAS = (0.0, 0.9, 0.97, 1.0)
+LAMBDAS = (0.0, 0.97, 1.0)
 SEEDS, ITERATIONS = 2, 12
 curves = {}
 for lam in LAMBDAS:
