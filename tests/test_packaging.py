@@ -92,7 +92,7 @@ def wheel(tmp_path_factory):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         pytest.fail(f"pip wheel failed:\n{done.stderr[-3000:]}")
-    (path,) = out.glob("scg-*.whl")
+    (path,) = out.glob("scg_jax-*.whl")  # the distribution is scg-jax, the package scg
     return path
 
 
