@@ -133,6 +133,7 @@ def figure(run_dirs, title: str | None = None, band: str = "se"):
     environment steps with a band over seeds (``band``: ``"se"``, ± one standard error, or ``"minmax"``; see
     :func:`seed_band`), labelled ``"algorithm, N seeds"``; a sweep's run has a curve per point (:func:`_curves`)."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, works headless
+    from matplotlib.ticker import EngFormatter
 
     if band not in BANDS:
         raise ValueError(f"band must be one of {sorted(BANDS)}, got {band!r}")
@@ -152,6 +153,7 @@ def figure(run_dirs, title: str | None = None, band: str = "se"):
                     draw_curve(ax, x, returns, label=text, band=band, bounds=RETURN_BOUNDS.get(env), color=colour)
         ax.set_title(env if len(envs) > 1 or title else f"{env}: {BANDS[band]}", fontsize="medium")
         ax.set_xlabel("environment steps")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 150k, 1.5M: long step counts never run together
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small", frameon=False)
     for ax in axes[:: cols]:
