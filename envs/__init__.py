@@ -1,6 +1,8 @@
 """JAX-native environments for scg (functional, gymnax-style). See envs/core.py.
 
 Importing ``envs`` registers every environment with gymnasium as ``scg/<id>``.
+gymnax and brax environments adapt with ``scg.envs.gymnax_adapter.from_gymnax`` and
+``scg.envs.brax_adapter.from_brax`` (not imported here: gymnax and brax are optional).
 """
 from scg.envs.core import Environment
 from scg.envs.core import Timestep
