@@ -47,7 +47,7 @@ from scg.algorithms.networks import make_actor, make_policy
 from scg.algorithms.run_files import METRICS, PARAMS, RunError, atomic_write, write_json
 from scg.envs import registry
 from scg.envs.core import Environment, Timestep
-from scg.envs.wrappers import rollout
+from scg.envs.wrappers import _Delegating, rollout
 
 EVAL = "eval.json"
 MAX_STEPS = 1_000  # the episode limit for an environment whose params give none (as CEM's episodes)
@@ -192,21 +192,11 @@ def load_policy_params(run_dir, config: dict, fns: PolicyFns):
 
 
 # -- episodes -----------------------------------------------------------------------------------------------------
-class WithState(Environment):
+class WithState(_Delegating, Environment):
     """``env`` observed as ``(obs, state)``: policies of env states (DirPG's) and frames of states see both."""
 
     def __init__(self, env: Environment):
         self.env, self.name = env, env.name
-
-    @property
-    def default_params(self):
-        return self.env.default_params
-
-    def observation_space(self, params):
-        return self.env.observation_space(params)
-
-    def action_space(self, params):
-        return self.env.action_space(params)
 
     def reset_env(self, key, params):
         obs, state = self.env.reset_env(key, params)
