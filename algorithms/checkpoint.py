@@ -24,12 +24,6 @@ def _is_key(x) -> bool:
     return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def strong_types(state):
-    """Drop weak types (``jnp.full(n, jnp.nan)`` is weakly typed, its checkpointed copy is not), so a fresh and a
-    restored state have the same abstract signature and share one compiled chunk."""
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, x.dtype) if getattr(x, "weak_type", False) else x, state)
-
-
 def save(run_dir: Path, state, progress: dict) -> None:
     """Every leaf of ``state`` (keys as key data) plus ``progress`` (iteration, env steps, wall time), atomically."""
     leaves = jax.tree_util.tree_leaves(state)

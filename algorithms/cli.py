@@ -127,14 +127,14 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
         opt["algo"], opt["env"], seeds=opt["seeds"], steps=opt["steps"], seed=opt["seed"], chunk=opt["chunk"],
         overrides=overrides, sweep=sweep,
     )
-    name = args.name or f"{config['algo']}-{config['env']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or f"{config['algo']}-{config['env']}-{time.strftime('%Y%m%d-%H%M%S', _start_time())}"
     if "/" in name or name in ("", ".", ".."):
         raise ValueError(f"--name must be a plain folder name, got {name!r}")
     runs_dir = Path(args.runs_dir)
     if runs_dir.exists() and not runs_dir.is_dir():
         raise ValueError(f"--runs-dir {runs_dir} is a file, not a folder; pass a folder for the run folders")
     run_dir = runs_dir / name
-    if run_dir.exists():
+    if run_dir.exists() and _writer():
         raise ValueError(_collision(run_dir))
     if "sweep" in config:  # whether the algorithm can trace the swept fields, before the folder exists (cached)
         from scg.algorithms import driver
@@ -154,7 +154,7 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
     for option in ("algo", "env", "seeds", "seed", "chunk", "name", "config", "sweep"):
         if getattr(args, option) is not None:
             raise ValueError(f"--resume continues {run_dir} as it was configured; --{option} cannot change")
-    holder = lock_holder(run_dir)
+    holder = lock_holder(run_dir) if _writer() else None  # process 0 of a distributed run may hold it already
     if holder is not None:
         raise RunError(f"--resume {run_dir}: it is being trained by {describe_holder(holder)}; "
                        "wait for it to finish or stop that process")
@@ -223,6 +223,66 @@ def _failed(run_dir: Path, err: OSError, created: bool) -> str:
     return f"{what}; {kept}; {fix} and resume with: scg train --resume {run_dir}"
 
 
+def _processes() -> int:
+    import jax
+
+    return jax.process_count()
+
+
+def _writer() -> bool:
+    """Whether this process writes the run directory: process 0 of a distributed run, or the only process."""
+    import jax
+
+    return jax.process_index() == 0
+
+
+def _start_time():
+    """The local time that names a new run: process 0's under ``jax.distributed`` (all processes name it alike)."""
+    now = int(time.time())
+    if _processes() > 1:
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        now = int(multihost_utils.broadcast_one_to_all(np.int32(now)))
+    return time.localtime(now)
+
+
+def _start_devices(args: argparse.Namespace) -> int | None:
+    """Before JAX starts: one CPU device per core (or ``--devices``), and ``jax.distributed`` when asked. Returns
+    the number of devices to train on (all processes' together), ``None`` for the most that fit the members."""
+    from scg.algorithms import parallel
+
+    several = (args.coordinator, args.num_processes, args.process_id)
+    if any(x is not None for x in several) and not all(x is not None for x in several):
+        raise ValueError("--coordinator, --num-processes and --process-id go together; give all three or none")
+    if args.devices is not None and args.devices < 1:
+        raise ValueError(f"--devices must be a positive integer, got {args.devices}")
+    parallel.use_cpu_devices(args.devices)
+    if args.coordinator is not None:
+        parallel.init_distributed(args.coordinator, args.num_processes, args.process_id)
+    return None if args.devices is None else args.devices * _processes()
+
+
+def _check_devices(config: dict, devices: int | None) -> None:
+    """That the run's members split evenly over the devices asked for (:func:`scg.algorithms.parallel.member_mesh`
+    raises ``ValueError`` saying what to change)."""
+    from scg.algorithms import parallel, run_config
+
+    parallel.member_mesh(len(run_config.members(config)), devices)
+
+
+def _peer_lost(run_dir: Path, err: Exception) -> None:
+    """A distributed run lost a process: say what is kept and how to go on, then leave at once (JAX's shutdown
+    would wait for the lost process, then abort)."""
+    import os
+
+    kept = _kept(run_dir) or "nothing trained yet"
+    print(f"scg train: error: {err}; {kept}; start the processes again with --resume {run_dir}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
 def _train(args: argparse.Namespace) -> int:
     from scg.algorithms import driver
     from scg.algorithms.config import ConfigError, sweep_points
@@ -231,11 +291,14 @@ def _train(args: argparse.Namespace) -> int:
     from scg.algorithms.run_files import CONFIG, CURVE, METRICS, PARAMS, RunError
 
     try:  # every check, before anything is written
+        devices = _start_devices(args)
         run_dir, config = _resumed_run(args) if args.resume else _new_run(args)
-        log = TensorBoardLog(run_dir) if args.log == "tensorboard" else None  # writes nothing before the first rows
-    except (ValueError, ImportError) as err:  # ConfigError and RunError among them; tensorboardX missing
+        _check_devices(config, devices)
+        writer = _writer()
+        log = TensorBoardLog(run_dir) if args.log == "tensorboard" and writer else None  # nothing before the rows
+    except (ValueError, RuntimeError, ImportError) as err:  # ConfigError and RunError among them; no tensorboardX
         return _fail("scg train", str(err))
-    if not args.resume:
+    if not args.resume and writer:
         try:
             run_dir.mkdir(parents=True)  # not exist_ok: of two runs given one name at once, one gets it
         except FileExistsError:
@@ -245,17 +308,21 @@ def _train(args: argparse.Namespace) -> int:
                                       "pass a --runs-dir you can write to", _os_code(err))
 
     def announce(prog):
+        if not writer:
+            return
         where = f" from iteration {prog['iteration']:,}" if prog["iteration"] else ""
         sweep = config.get("sweep")
         points = "" if sweep is None else f" x {math.prod(map(len, sweep.values()))} sweep points ({_grid(sweep)})"
         print(f"{'resuming' if args.resume else 'training'} {config['algo']} on {config['env']}{where}: "
-              f"{config['seeds']} seed(s){points}, {_plan(config)} -> {run_dir}", flush=True)
+              f"{config['seeds']} seed(s){points}, {_plan(config)}, {_where(prog['devices'])} -> {run_dir}", flush=True)
 
     try:
         result = driver.train(run_dir, config, resume=bool(args.resume), progress=not args.quiet, on_start=announce,
-                              on_rows=log)
+                              on_rows=log, devices=devices)
+    except driver.PeerLost as err:
+        _peer_lost(run_dir, err)
     except (ConfigError, RunError) as err:  # raised before anything was written
-        if not args.resume:
+        if not args.resume and writer:
             try:
                 run_dir.rmdir()  # the folder made above, if still empty
             except OSError:
@@ -266,6 +333,8 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         if log is not None:
             log.close()
+    if not writer:  # process 0 reports
+        return 130 if result["interrupted"] else 0
     steps = min(result["env_steps"])
     if result["interrupted"]:
         if result["checkpoint"]:
@@ -287,6 +356,12 @@ def _train(args: argparse.Namespace) -> int:
     n = result["iteration"]
     print(f"{steps:,.0f} env steps, {n} iteration{'s' * (n != 1)}, {result['wall_time']:.1f} s; wrote {files}")
     return 0
+
+
+def _where(d: dict) -> str:
+    """``"on 2 cpu devices"`` (``"of 2 processes"`` too): where the session trains, ``config.json``'s record ``d``."""
+    text = f"on {d['count']} {d['platform']} device{'s' * (d['count'] != 1)}"
+    return text + (f" of {d['processes']} processes" if d["processes"] > 1 else "")
 
 
 def _final_returns(returns: list) -> str:
@@ -458,6 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs-dir", default="runs", help="where run folders go (default runs/)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--devices", type=int, metavar="N",
+                       help="devices to split the seeds over, per process: on CPU, N host devices (default: one "
+                       "per core, as many as split the seeds and sweep points evenly); on a GPU machine, N GPUs")
+    train.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="train across processes with jax.distributed: process 0's address (with "
+                       "--num-processes and --process-id; process 0 alone writes the run folder)")
+    train.add_argument("--num-processes", type=int, metavar="P", help="processes of a distributed run")
+    train.add_argument("--process-id", type=int, metavar="I", help="this process's rank, 0..P-1")
     train.add_argument("--log", choices=("jsonl", "tensorboard"), default="jsonl",
                        help="jsonl (default): metrics.jsonl only; tensorboard: TensorBoard event files in the run "
                        "folder too (needs tensorboardX: pip install 'scg-jax[tensorboard]')")

@@ -19,9 +19,16 @@ A sweep (``config["sweep"]``) trains every point of its grid on every seed in
 the same chunks: its members (:func:`scg.algorithms.run_config.members`) take
 the place of the seeds everywhere here, and each metrics row names its point
 (``"sweep": {"lr": 0.001}``) beside its ``seed``.
+
+The members are split over the devices of a mesh (:mod:`scg.algorithms.parallel`): by default the most of
+``jax.devices()`` that divide them evenly, so on CPU, after :func:`scg.algorithms.parallel.use_cpu_devices`,
+one host device per core. Under ``jax.distributed`` every process trains its share and process 0 alone
+writes the run directory (the others read it only to resume, so it must be on a filesystem they share).
+``config.json`` records the devices of the latest session (``"devices"``).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import sys
@@ -36,7 +43,7 @@ from scg.algorithms.config import Config
 from scg.algorithms.interrupt import DeferredInterrupt
 from scg.algorithms.metrics_log import append_rows, metric_rows, read_metrics, truncate_metrics
 from scg.algorithms.plots import plot_runs
-from scg.algorithms import run_config
+from scg.algorithms import parallel, run_config
 from scg.algorithms.run_config import algorithm_config, members, seed_keys
 from scg.algorithms.run_files import (
     CHECKPOINT, CONFIG, CURVE, METRICS, RunError, RunLock, atomic_write, remove_stale_temporaries, write_json,
@@ -46,17 +53,18 @@ from scg.envs import registry
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(algo: str, env_name: str, config: Config, sweep: tuple | None):
+def _compiled(algo: str, env_name: str, config: Config, sweep: tuple | None, mesh):
     env, params = registry.make(env_name)
-    return make_train(algo, env, params, config, sweep=None if sweep is None else {k: list(v) for k, v in sweep})
+    return make_train(algo, env, params, config, sweep=None if sweep is None else {k: list(v) for k, v in sweep},
+                      mesh=mesh)
 
 
-def compiled(config: dict):
-    """``make_train`` of a run's configuration (its sweep included), once per process and configuration
-    (repeated runs share the chunk)."""
+def compiled(config: dict, mesh=None):
+    """``make_train`` of a run's configuration (its sweep included) over ``mesh``, once per process,
+    configuration and mesh (repeated runs share the chunk)."""
     sweep = config.get("sweep")
     key = None if sweep is None else tuple((k, tuple(v)) for k, v in sweep.items())
-    return _compiled(config["algo"], config["env"], algorithm_config(config), key)
+    return _compiled(config["algo"], config["env"], algorithm_config(config), key, mesh)
 
 
 def _progress_bar(tqdm, total: int, initial: int, desc: str, enabled: bool):
@@ -137,8 +145,40 @@ def resume_point(run_dir) -> dict | None:
         ) from None
 
 
+class PeerLost(RuntimeError):
+    """Under ``jax.distributed``: a collective failed because another process of the run stopped or died."""
+
+
+def devices_record(mesh) -> dict:
+    """What ``config.json`` records of where a session trained: platform, devices, processes."""
+    first = mesh.devices.flat[0]
+    return {"platform": first.platform, "count": int(mesh.devices.size), "processes": jax.process_count(),
+            "kind": getattr(first, "device_kind", first.platform)}
+
+
+def _collective(fn, *args):
+    """``fn(*args)``; with several processes, a failure there means a peer is gone (:class:`PeerLost`)."""
+    if jax.process_count() == 1:
+        return fn(*args)
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001  (gloo raises ValueError, XLA a JaxRuntimeError)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise PeerLost(f"process {jax.process_index()} of {jax.process_count()} lost contact with the others "
+                       f"({first})") from err
+
+
+def _any_process(flag: bool) -> bool:
+    """Whether ``flag`` holds on any process (all processes must ask together)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(_collective(multihost_utils.process_allgather, np.asarray([flag]))))
+
+
 def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True, on_start=None, on_chunk=None,
-          on_rows=None) -> dict:
+          on_rows=None, devices: int | None = None) -> dict:
     """Train ``config`` (from :func:`scg.algorithms.run_config.resolve`) into ``run_dir`` chunk by chunk.
 
     With ``resume`` the state and progress come from ``checkpoint.npz`` and
@@ -147,14 +187,18 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
     (compilation included), stops at the next chunk boundary (twice: at once);
     a ``KeyboardInterrupt`` leaves on disk what the last boundary wrote, and
     the summary says ``interrupted``. ``on_start(progress)`` is called once the
-    state is ready, ``on_chunk(progress)`` after each checkpoint, ``on_rows(rows)``
-    with each chunk's metric rows once ``metrics.jsonl`` has them (another log:
+    state is ready (``progress`` with the ``"devices"`` record beside it),
+    ``on_chunk(progress)`` after each checkpoint, ``on_rows(rows)`` with each
+    chunk's metric rows once ``metrics.jsonl`` has them (another log:
     :class:`scg.algorithms.metrics_log.TensorBoardLog`). Before anything is
     written it raises :class:`scg.algorithms.run_files.RunError`
     (another process trains the run; metrics without a checkpoint) or
     :class:`scg.algorithms.config.ConfigError` (a damaged checkpoint); an
     ``OSError`` later (a full disk) names the file and leaves the last
-    checkpoint as it was. Returns a summary dict.
+    checkpoint as it was. ``devices``: how many devices train the members (all of every process's, under
+    ``jax.distributed``); ``None`` takes the most that split them evenly
+    (:func:`scg.algorithms.parallel.member_mesh`). Under ``jax.distributed`` a process that loses the others
+    raises :class:`PeerLost`, leaving what the last checkpoint holds. Returns a summary dict.
     """
     from tqdm.auto import tqdm
 
@@ -165,51 +209,64 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
     prog = {"iteration": 0, "env_steps": [0.0] * len(seeds), "wall_time": 0.0, "steps_per_iteration": per_iter}
     target, chunk = config["steps"], config["chunk"]
     done = lambda prog: min(min(prog["env_steps"]), target)  # noqa: E731  (the slowest seed sets the pace)
+    mesh = parallel.member_mesh(len(seeds), devices)
+    placement = parallel.Placement(mesh)
+    config = {**config, "devices": devices_record(mesh)}
+    writer = jax.process_index() == 0  # process 0 alone writes the run directory
+    progress = progress and writer
     stop = DeferredInterrupt(lambda text: tqdm.write(text, file=sys.stderr))
     interrupted, saved, bar = False, False, None
-    with stop, RunLock(run_dir):
+    with stop, RunLock(run_dir) if writer else contextlib.nullcontext():
         try:
-            remove_stale_temporaries(run_dir)
+            if writer:
+                remove_stale_temporaries(run_dir)
             start = resume_point(run_dir) if resume else None
             prog, saved = start or prog, start is not None
-            if start is None:
+            if start is None and writer:
                 write_json(run_dir / CONFIG, config)  # first: a run stopped while compiling can be resumed
-            init_all, run_all = compiled(config)
+            init_all, run_all = compiled(config, mesh)
             if start is not None:
                 state, prog = checkpoint.load(run_dir, jax.eval_shape(init_all, seed_keys(config)))
-                write_json(run_dir / CONFIG, config)  # only now that the checkpoint loaded: --steps may have grown
-                truncate_metrics(run_dir, prog["iteration"])
+                state = placement.put(state)
+                if writer:
+                    write_json(run_dir / CONFIG, config)  # only now that the checkpoint loaded: --steps may grow
+                    truncate_metrics(run_dir, prog["iteration"])
             else:
-                state = checkpoint.strong_types(init_all(seed_keys(config)))
-                atomic_write(run_dir / METRICS, lambda f: None)
-                checkpoint.save(run_dir, state, prog)
+                state = init_all(placement.put(seed_keys(config), replicated=True))
+                host_state = _collective(placement.gather, state)
+                if writer:
+                    atomic_write(run_dir / METRICS, lambda f: None)
+                    checkpoint.save(run_dir, host_state, prog)
                 saved = True
             if on_start is not None:
-                on_start(prog)
+                on_start({**prog, "devices": config["devices"]})
             bar = _progress_bar(tqdm, target, int(done(prog)), run_dir.name, progress)
             clock = time.perf_counter() - prog["wall_time"]  # wall time continues across resumed sessions
             sizes_run = set()  # chunk sizes run in this session: the first of each size compiles it
             while done(prog) < target:
-                if stop.stop_requested():
+                if _any_process(stop.stop_requested()):
                     raise KeyboardInterrupt
                 per_iter = prog["steps_per_iteration"] or per_iter  # unknown until a chunk ran, for some algorithms
                 n = min(chunk, math.ceil((target - done(prog)) / per_iter)) if per_iter else chunk
                 t0 = time.perf_counter() - clock
-                new_state, metrics = run_all(state, n)
-                metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+                new_state, metrics = _collective(run_all, state, n)
+                metrics = {k: np.asarray(v) for k, v in _collective(placement.gather, metrics).items()}
                 t1 = time.perf_counter() - clock
                 rows, env_steps = metric_rows(
                     metrics, list(seeds), prog["iteration"], np.asarray(prog["env_steps"]), t0, t1, sweep=sweep
                 )
-                append_rows(run_dir, rows)
-                if on_rows is not None:
+                if writer:
+                    append_rows(run_dir, rows)
+                if on_rows is not None and writer:
                     on_rows(rows)
                 measured = float(np.max(metrics["env_steps"].sum(axis=1)) / n)
                 if measured <= 0:
                     raise RuntimeError(f"{config['algo']} reported no environment steps in {n} iterations")
                 new_prog = {"iteration": prog["iteration"] + n, "env_steps": env_steps.tolist(), "wall_time": t1,
                             "steps_per_iteration": measured}
-                checkpoint.save(run_dir, new_state, new_prog)
+                host_state = _collective(placement.gather, new_state)
+                if writer:
+                    checkpoint.save(run_dir, host_state, new_prog)
                 with np.errstate(all="ignore"):
                     mean_return = float(np.nanmean(metrics.get("mean_return", np.full((1, 1), np.nan))[:, -1]))
                 bar.set_postfix_str(chunk_postfix(mean_return, float(metrics["env_steps"].sum()), t1 - t0,
@@ -220,13 +277,15 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
                 if on_chunk is not None:
                     on_chunk(prog)
             bar.close()
-            checkpoint.save_params(run_dir, state)
+            final_state = _collective(placement.gather, state)
+            if writer:
+                checkpoint.save_params(run_dir, final_state)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             if bar is not None:
                 bar.close()
-        rows = read_metrics(run_dir)
+        rows = read_metrics(run_dir) if writer else []
         if rows:  # interrupted too: the curve of what was kept
             try:
                 plot_runs([run_dir], run_dir / CURVE)

@@ -17,7 +17,7 @@ _TRACE_TIME = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConvers
 
 
 def make_train(algo_name: str, env, env_params, config=None, *, sweep=None, optimizer=None, policy=None,
-               value=None):
+               value=None, mesh=None):
     """Returns ``init(keys) -> states`` and ``run(states, num_iterations) -> (states, metrics)``.
 
     ``config`` is the algorithm's config object or a dict of overrides of its defaults (``make``'s
@@ -43,6 +43,12 @@ def make_train(algo_name: str, env, env_params, config=None, *, sweep=None, opti
     :class:`ConfigError` here, naming it and the algorithm. Member ``(p, j)`` computes what the run of that
     point's config on seed ``j`` computes, to float rounding (tests/algorithms/test_sweep.py).
 
+    ``mesh`` (a one-axis :class:`jax.sharding.Mesh`, :func:`scg.algorithms.parallel.member_mesh`) splits the
+    members over its devices: ``init`` (its keys replicated) and ``run`` are jitted with every leaf of the states
+    and metrics sharded along the leading axis, so each device trains its share and ``run`` compiles once per chunk size.
+    The number of members must be a multiple of the mesh's size. States come back strongly typed (no weak
+    types), so a fresh and a restored state share one compiled ``run``.
+
     >>> from scg.envs import registry
     >>> env, params = registry.make("CartPole-v1")
     >>> init, run = make_train("reinforce", env, params, {"num_envs": 2, "horizon": 8, "hidden": [8]},
@@ -60,15 +66,30 @@ def make_train(algo_name: str, env, env_params, config=None, *, sweep=None, opti
             takers = sorted(n for n, a in ALGORITHMS.items() if name in _make_options(a))
             raise ConfigError(f"{algo_name} takes no {name}=; the algorithms that do: {', '.join(takers)}")
     if sweep is not None:
-        return _make_sweep(algo, env, env_params, config, sweep, given)
-    init, update = algo.make(env, env_params, config, **given)  # update(state, batch=None): sampled in the graph
+        init_all, run_all = _make_sweep(algo, env, env_params, config, sweep, given)
+    else:
+        init, update = algo.make(env, env_params, config, **given)  # update(state, batch=None): sampled in the graph
 
-    def run_one(state, num_iterations):
-        return jax.lax.scan(lambda s, _: update(s), state, None, length=num_iterations)
+        def run_one(state, num_iterations):
+            return jax.lax.scan(lambda s, _: update(s), state, None, length=num_iterations)
 
-    init_all = jax.jit(_over_seeds(init, ()))
-    run_all = jax.jit(_over_seeds(run_one, (None,)), static_argnums=1)
-    return init_all, run_all
+        init_all, run_all = _over_seeds(init, ()), _over_seeds(run_one, (None,))
+    return _jitted(lambda keys: _strong_types(init_all(keys)), run_all, mesh)
+
+
+def _strong_types(tree):
+    """Drop weak types (``jnp.full(n, jnp.nan)`` is weakly typed, its checkpointed copy is not)."""
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, x.dtype) if getattr(x, "weak_type", False) else x, tree)
+
+
+def _jitted(init_all, run_all, mesh):
+    """``jit`` of ``init_all(keys)`` and ``run_all(states, n)`` (``n`` static), sharded over ``mesh`` if given."""
+    if mesh is None:
+        return jax.jit(init_all), jax.jit(run_all, static_argnums=1)
+    members = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
+    keys = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())  # a sweep's init tiles them: replicated
+    return (jax.jit(init_all, in_shardings=keys, out_shardings=members),
+            jax.jit(run_all, static_argnums=1, in_shardings=(members,), out_shardings=members))
 
 
 def sweep_members(sweep: dict | None, seeds: list) -> list[tuple[dict | None, object]]:
@@ -109,7 +130,7 @@ def _make_sweep(algo, env, env_params, config, sweep: dict, given: dict):
         members = jax.tree_util.tree_leaves(states)[0].shape[0]
         return _over_seeds(run_member, (0, None))(states, member_values(members), num_iterations)
 
-    return jax.jit(init_all), jax.jit(run_all, static_argnums=1)
+    return init_all, run_all
 
 
 def _check_traceable(algo, env, env_params, base, sweep: dict, given: dict) -> None:

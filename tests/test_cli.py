@@ -191,8 +191,8 @@ def _interrupt_on_call(monkeypatch, name, call):
 def _interrupt_in_chunk(monkeypatch):
     original = driver.compiled
 
-    def compiled(config):
-        init_all, run_all = original(config)
+    def compiled(config, mesh=None):
+        init_all, run_all = original(config, mesh)
         calls = []
 
         def run(states, n):

@@ -229,8 +229,8 @@ def test_the_lock_names_the_training_process_and_goes_with_it(tmp_path, monkeypa
 
     original = driver.compiled
 
-    def failing(config):
-        init_all, _ = original(config)
+    def failing(config, mesh=None):
+        init_all, _ = original(config, mesh)
 
         def run_all(states, n):
             raise RuntimeError("boom")
