@@ -33,7 +33,8 @@ def reset_envs(env, env_params, key, num_envs: int, window: int = 20) -> Rollout
     return RolloutState(obs, state, episodes.init(num_envs, window))
 
 
-def _spaces(env, env_params):
+def env_spaces(env, env_params):
+    """``(observation_space, action_space)`` of a JAX env or a host env (``scg.envs.host.HostEnv``)."""
     if isinstance(env, Environment):
         return env.observation_space(env_params), env.action_space(env_params)
     return env.observation_space, env.action_space  # scg.envs.host.HostEnv: attributes
@@ -67,7 +68,7 @@ def compile_mdp(env, env_params, config, *, policy=None, value=None, **graph_opt
     (Box; a learned log-std is added) of the policy, or the value (a scalar or ``[1]``); a
     :class:`~scg.algorithms.networks.Policy` is used as it is.
     """
-    obs_space, action_space = _spaces(env, env_params)
+    obs_space, action_space = env_spaces(env, env_params)
     policy = make_policy(obs_space, action_space, config.hidden) if policy is None else as_policy(policy, action_space)
     value_hidden = getattr(config, "value_hidden", None)
     if value is None:

@@ -19,13 +19,29 @@ from scg.envs.spaces import Box, Discrete
 from scg import dist
 
 
-def mlp_init(key: jax.Array, sizes: Sequence[int], *, last_scale: float = 1.0) -> list[dict]:
-    """Weights of an MLP with layer sizes ``sizes`` (input first); orthogonal-ish scaled normal init."""
+INITS = ("default", "orthogonal")  # the weight initialisations of mlp_init
+HIDDEN_GAIN = math.sqrt(2.0)  # the orthogonal init's gain of a hidden layer, as purejaxrl's ppo.py
+
+
+def mlp_init(key: jax.Array, sizes: Sequence[int], *, last_scale: float = 1.0, init: str = "default") -> list[dict]:
+    """Weights of an MLP with layer sizes ``sizes`` (input first), zero biases.
+
+    ``init="default"``: ``w ~ N(0, 1/n_in)``, the last layer's scaled by ``last_scale``.
+    ``init="orthogonal"``: orthogonal matrices (``jax.nn.initializers.orthogonal``) with gain
+    ``√2`` in the hidden layers and ``last_scale`` in the last, as purejaxrl's ``ppo.py`` (0.01 for a
+    policy head, 1 for a value head). Both draw layer ``i`` from the ``i``-th of ``split(key, layers)``.
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, got {init!r}")
     params = []
     keys = jax.random.split(key, len(sizes) - 1)
     for i, (k, n_in, n_out) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
-        scale = (last_scale if i == len(sizes) - 2 else 1.0) * jnp.sqrt(1.0 / n_in)
-        params.append({"w": scale * jax.random.normal(k, (n_in, n_out)), "b": jnp.zeros(n_out)})
+        last = i == len(sizes) - 2
+        if init == "orthogonal":
+            w = jax.nn.initializers.orthogonal(last_scale if last else HIDDEN_GAIN)(k, (n_in, n_out), jnp.float32)
+        else:
+            w = (last_scale if last else 1.0) * jnp.sqrt(1.0 / n_in) * jax.random.normal(k, (n_in, n_out))
+        params.append({"w": w, "b": jnp.zeros(n_out)})
     return params
 
 
@@ -61,9 +77,10 @@ def as_network(net, argument: str) -> Network:
     return Network(*net)
 
 
-def mlp(sizes: Sequence[int], *, last_scale: float = 1.0) -> Network:
-    """:func:`mlp_init` and a tanh :func:`mlp_apply` on the flattened observation, as float32."""
-    return Network(lambda key: mlp_init(key, sizes, last_scale=last_scale),
+def mlp(sizes: Sequence[int], *, last_scale: float = 1.0, init: str = "default") -> Network:
+    """:func:`mlp_init` (``init``: its weight initialisation) and a tanh :func:`mlp_apply` on the flattened
+    observation, as float32."""
+    return Network(lambda key: mlp_init(key, sizes, last_scale=last_scale, init=init),
                    lambda params, obs: mlp_apply(params, jnp.ravel(obs).astype(jnp.float32)))
 
 
@@ -107,11 +124,12 @@ def policy_head(net: Network, action_space: Box | Discrete) -> Policy:
     return Policy(init, gaussian, "continuous")
 
 
-def make_policy(obs_space: Box, action_space: Box | Discrete, hidden: Sequence[int] = (64, 64)) -> Policy:
+def make_policy(obs_space: Box, action_space: Box | Discrete, hidden: Sequence[int] = (64, 64), *,
+                init: str = "default") -> Policy:
     """Categorical policy for a Discrete space, diagonal Gaussian (state-independent log-std) for a Box, on an
-    MLP whose last layer starts small (:func:`policy_head` of :func:`mlp`)."""
+    MLP whose last layer starts small (:func:`policy_head` of :func:`mlp`; ``init``: :func:`mlp_init`'s)."""
     out = action_space.n if isinstance(action_space, Discrete) else math.prod(action_space.shape)
-    return policy_head(mlp([math.prod(obs_space.shape), *hidden, out], last_scale=0.01), action_space)
+    return policy_head(mlp([math.prod(obs_space.shape), *hidden, out], last_scale=0.01, init=init), action_space)
 
 
 def as_policy(policy, action_space: Box | Discrete) -> Policy:
@@ -131,8 +149,9 @@ def value_head(net: Network) -> ValueFn:
     return ValueFn(net.init, lambda params, obs: _output(net.apply(params, obs), (), "the value network"))
 
 
-def make_value(obs_space: Box, hidden: Sequence[int] = (64, 64)) -> ValueFn:
-    return value_head(mlp([math.prod(obs_space.shape), *hidden, 1]))
+def make_value(obs_space: Box, hidden: Sequence[int] = (64, 64), *, init: str = "default") -> ValueFn:
+    """:func:`value_head` of an MLP with a last layer of scale 1 (``init``: :func:`mlp_init`'s)."""
+    return value_head(mlp([math.prod(obs_space.shape), *hidden, 1], init=init))
 
 
 def as_value(value) -> ValueFn:

@@ -23,7 +23,7 @@ batch, keeping ``π_θ`` near ``π_θold``. Each iteration:
 
        clip:       L_π = mean max(ρ Â^c, clip(ρ, 1-ε, 1+ε) Â^c)        (= -mean min(ρ Â, clip(ρ) Â))
        kl_penalty: L_π = mean ρ Â^c + β mean KL[π_θold(·|s) ‖ π_θ(·|s)]   (the slide's objective)
-       L_V = ½ mean (V_φ(s) - R̂)²,    L_H = -c_H mean H[π_θ(·|s)]  (the graph's entropy loss node)
+       L_V = ½ mean (V_φ(s) - R̂)²  (or clipped, below),    L_H = -c_H mean H[π_θ(·|s)]  (the graph's entropy loss node)
 
    With ``kl_penalty``, after the epochs ``β`` is doubled if the batch's mean
    KL exceeds ``1.5 d_targ`` and halved if it is below ``d_targ / 1.5``
@@ -33,11 +33,26 @@ Where this deviates from the slides, plainly: the clipped objective and the
 numbers of the β rule (1.5, 2) are not on the slide (which says "if KL too
 high, increase β") but from Schulman et al. 2017 (PPO paper, Eq. 7 and §4);
 advantages are normalised per minibatch (``normalize_advantages``, customary,
-it makes the step size independent of the reward scale); the learning rate is
-constant (``make`` does not know the run's length, so no annealing); there is
-no value-function clipping. ``reward_scale`` multiplies the rewards seen by the
-critic and the advantages only (episode returns are reported unscaled): a
-pure, fixed rescaling, so the critic's targets stay O(1) on Pendulum.
+it makes the step size independent of the reward scale). ``reward_scale`` multiplies
+the rewards seen by the critic and the advantages only (episode returns are reported
+unscaled): a pure, fixed rescaling, so the critic's targets stay O(1) on Pendulum.
+
+Three options, off by default (the defaults are the behaviour before they existed,
+bit for bit), run the configuration of purejaxrl's ``ppo.py``, the source of their
+values, as ``bench/purejaxrl_parity.py`` does (the same configuration, not the same
+random numbers: a seed here does not reproduce a purejaxrl run):
+
+- ``anneal_lr_iterations = N``: the step size falls linearly from ``lr`` to 0 over
+  ``N`` iterations, constant within one: ``lr (1 - k/N)`` in iteration ``k`` (purejaxrl's
+  ``linear_schedule`` with ``N = NUM_UPDATES``; :func:`learning_rate`), 0 from
+  iteration ``N`` on. ``make`` does not know the run's length, hence ``N`` is given;
+- ``clip_value_loss``: ``L_V = ½ mean max((V_φ - R̂)², (V_clip - R̂)²)`` with
+  ``V_clip = V_φold + clip(V_φ - V_φold, -ε, ε)``, the clip range ``ε = clip_eps`` of the
+  surrogate and ``V_φold`` the value recorded in the rollout (:func:`clipped_value_error`);
+- ``init="orthogonal"``: the MLPs of ``hidden`` start orthogonal, gain ``√2`` in the
+  hidden layers, 0.01 in the policy's last and 1 in the value's, biases 0
+  (:func:`scg.algorithms.networks.mlp_init`); networks given as ``policy=``/``value=``
+  keep their own initialisation.
 
 ``update(state, batch=None)`` (:mod:`scg.algorithms.base`): with ``batch`` a host-collected
 rollout (``observed_from_trajectory(traj)``) is read instead of sampled, as in
@@ -59,8 +74,11 @@ import jax.numpy as jnp
 import optax
 
 from scg.algorithms.base import Algorithm, register
-from scg.algorithms.common import RolloutState, compile_mdp, global_norm, init_params, report, reset_envs, sample
+from scg.algorithms.common import (
+    RolloutState, compile_mdp, env_spaces, global_norm, init_params, report, reset_envs, sample,
+)
 from scg.algorithms.mdp import mdp_batch
+from scg.algorithms.networks import make_policy, make_value
 from scg.algorithms.optimizers import OptimizerConfig, make_optimizer
 from scg.algorithms.config import (
     ConfigError,
@@ -95,6 +113,11 @@ class PPOConfig(OptimizerConfig):
     max_grad_norm: float = option(0.5, positive)
     normalize_advantages: bool = True
     reward_scale: float = option(1.0, positive)
+    # purejaxrl's choices, off by default (module docstring): lr → 0 over this many iterations (None: constant lr),
+    # the clipped value loss, the orthogonal init of the MLPs of `hidden`
+    anneal_lr_iterations: int | None = option(None, positive)
+    clip_value_loss: bool = False
+    init: Literal["default", "orthogonal"] = "default"
 
     def __post_init__(self):
         super().__post_init__()
@@ -129,6 +152,56 @@ def clipped_surrogate(ratio: jax.Array, adv: jax.Array, eps: float) -> jax.Array
     return jnp.maximum(ratio * adv, jnp.clip(ratio, 1.0 - eps, 1.0 + eps) * adv)
 
 
+def clipped_value_error(v: jax.Array, v_old: jax.Array, target: jax.Array, eps: float) -> jax.Array:
+    """``max((V - R̂)², (V_clip - R̂)²)`` per sample, ``V_clip = V_old + clip(V - V_old, -ε, ε)`` (purejaxrl's ``ppo.py``).
+
+    Its gradient in ``V`` is zero where ``V`` has left ``[V_old - ε, V_old + ε]`` and the clipped value is the
+    farther from ``R̂`` (``V`` moved past the edge towards the target): as the clipped surrogate, no step
+    takes the value further from the old one than ``ε`` to lower the loss. Inside the range it is ``(V - R̂)²``.
+    """
+    v_clipped = v_old + jnp.clip(v - v_old, -eps, eps)
+    return jnp.maximum((v - target) ** 2, (v_clipped - target) ** 2)
+
+
+def learning_rate(config: PPOConfig):
+    """The optimizer's step size: ``config.lr``, or with ``anneal_lr_iterations = N`` a schedule of optax's step count.
+
+    One iteration takes ``epochs × num_minibatches`` steps, so iteration ``k`` steps with
+    ``lr (1 - k/N)`` (purejaxrl's ``linear_schedule``): ``lr`` in the first, ``lr/N`` in the
+    ``N``-th, 0 after. A swept ``lr`` is a traced value; the schedule closes over it.
+    """
+    if config.anneal_lr_iterations is None:
+        return config.lr
+    lr, n, per_iteration = config.lr, config.anneal_lr_iterations, config.epochs * config.num_minibatches
+    return lambda count: lr * jnp.maximum(1.0 - (count // per_iteration) / n, 0.0)
+
+
+def transformation(config: PPOConfig, optimizer=None) -> optax.GradientTransformation:
+    """The optax transformation of every minibatch step: global-norm clipping, then the config's optimizer (or
+    ``optimizer=``, :func:`scg.algorithms.optimizers.make_optimizer`) at :func:`learning_rate`."""
+    if config.anneal_lr_iterations is not None and isinstance(optimizer, optax.GradientTransformation):
+        raise ConfigError("ppo: anneal_lr_iterations schedules the config's learning rate, but optimizer= got a "
+                          "GradientTransformation, which has its own; pass a function learning_rate -> "
+                          "GradientTransformation (it is called with the schedule) or leave anneal_lr_iterations None")
+    # Adam's ε of 1e-5, not optax's 1e-8 (as purejaxrl and the baselines), for the optimizers that take an ε
+    return make_optimizer(config, learning_rate(config), optimizer, max_grad_norm=config.max_grad_norm,
+                          defaults={"eps": 1e-5})
+
+
+def networks(env, env_params, config: PPOConfig, policy=None, value=None) -> tuple:
+    """``(policy, value)`` for :func:`compile_mdp`: those given from Python, and for ``init="orthogonal"`` the MLPs of
+    ``hidden`` so initialised in place of those not given (``None``: ``compile_mdp``'s own, the default init)."""
+    if config.init == "default":
+        return policy, value
+    if policy is not None and value is not None:
+        raise ConfigError(f"ppo config: init={config.init!r} initialises the MLPs of hidden, but policy= and value= "
+                          "both bring their own networks; leave init at 'default' or give one network only")
+    obs_space, action_space = env_spaces(env, env_params)
+    policy = make_policy(obs_space, action_space, config.hidden, init=config.init) if policy is None else policy
+    value = make_value(obs_space, config.hidden, init=config.init) if value is None else value
+    return policy, value
+
+
 def adapt_beta(beta: jax.Array, kl: jax.Array, target: float) -> jax.Array:
     """The adaptive penalty's rule (PPO slide; numbers from the PPO paper, §4): ``β·2`` if ``KL > 1.5 d``, ``β/2`` if ``KL < d/1.5``."""
     return jnp.where(kl > 1.5 * target, beta * 2.0, jnp.where(kl < target / 1.5, beta / 2.0, beta))
@@ -153,7 +226,12 @@ def minibatch_loss(params: dict, mdp, config: PPOConfig, inputs: dict, mb: dict,
     else:
         kl = jnp.mean(ratio - 1.0 - log_ratio)  # a sample estimate of KL(π_old ‖ π_θ), for the metrics
         policy_loss = jnp.mean(clipped_surrogate(ratio, adv, config.clip_eps))
-    value_loss = 0.5 * jnp.mean((mb["target"] - mdp_batch(rep.values).value) ** 2)  # ½ (V_φ(s) - R̂)²
+    value = mdp_batch(rep.values).value
+    if config.clip_value_loss:  # around V_φold(s), the value the rollout recorded
+        value_old = mdp_batch(mb["values"]).value
+        value_loss = 0.5 * jnp.mean(clipped_value_error(value, value_old, mb["target"], config.clip_eps))
+    else:
+        value_loss = 0.5 * jnp.mean((mb["target"] - value) ** 2)  # ½ (V_φ(s) - R̂)²
     entropy_loss = jnp.mean(rep.values["entropy"]) if config.ent_coef else 0.0  # the graph's -c_H H node
     clip_frac = jnp.mean(jnp.abs(ratio - 1.0) > config.clip_eps)
     total = policy_loss + config.vf_coef * value_loss + entropy_loss
@@ -188,10 +266,10 @@ def make(env, env_params, config: PPOConfig | dict | None = None, *, optimizer=N
     optimizer (:mod:`scg.algorithms.optimizers`) and ``policy``/``value`` the MLPs of ``hidden``: networks
     ``(init, apply)`` (:func:`scg.algorithms.common.compile_mdp`)."""
     config = resolve(PPOConfig, config)
+    opt = transformation(config, optimizer)
+    policy, value = networks(env, env_params, config, policy, value)
     mdp = compile_mdp(env, env_params, config, policy=policy, value=value, gae_lambda=config.gae_lambda,
                       entropy_bonus=config.ent_coef)
-    # Adam's ε of 1e-5, not optax's 1e-8 (as purejaxrl and the baselines), for the optimizers that take an ε
-    opt = make_optimizer(config, config.lr, optimizer, max_grad_norm=config.max_grad_norm, defaults={"eps": 1e-5})
     size = config.num_envs * config.horizon
     num_mb, kl_mode = config.num_minibatches, config.surrogate == "kl_penalty"
 

@@ -29,11 +29,15 @@ Compared, each built with the same configuration at ``num_envs`` ∈ {4, 16, 64,
     algorithm: the cost of that ``vmap`` alone.
 ``scg_make``
     ``scg.algorithms.ppo.make`` (its ``init``, ``update``) in the same init-and-scan ``jit`` as
-    ``handwritten``; ``scg.algorithms.ppo`` has neither lr annealing nor value clipping, so it runs
-    a constant lr 2.5e-4 and the plain value loss (both cheap: a scalar, a few elementwise ops).
+    ``handwritten``, with ``scg.algorithms.ppo``'s defaults for the three options purejaxrl
+    differs in (``scg_config``): a constant lr 2.5e-4, the plain value loss, the default init
+    (all cheap: a scalar, a few elementwise ops, the starting parameters).
 ``scg_make_train``
     ``scg.algorithms.make_train("ppo", ...)``'s ``run_all`` (vmapped over one seed), as ``scg
     train`` runs it.
+``scg_make_train_parity``
+    the same with purejaxrl's choices for those options (``scg_config_parity``): lr annealed to 0
+    over the call's iterations, the clipped value loss, the orthogonal init.
 
 Timed calls: a fixed number of iterations per size, the same for every variant (default
 ``max(2, min(20, 320 // num_envs))``: 20 at 4 and 16 envs, 5 at 64, 2 at 256); purejaxrl's
@@ -93,7 +97,8 @@ MIRROR = "/work/.mirror/luchris429+purejaxrl/repo"
 HORIZON = 128
 FULL_TIMESTEPS = 500_000
 SIZES = (4, 16, 64, 256)
-VARIANTS = ("purejaxrl", "handwritten", "handwritten_gymnax", "handwritten_vmap1", "scg_make", "scg_make_train")
+VARIANTS = ("purejaxrl", "handwritten", "handwritten_gymnax", "handwritten_vmap1", "scg_make", "scg_make_train",
+            "scg_make_train_parity")
 
 # purejaxrl/ppo.py's __main__ configuration (DEBUG off: its callback prints every episode).
 PUREJAXRL_CONFIG = {
@@ -212,11 +217,18 @@ class GymnaxAutoReset(AutoReset):
 
 # -- configurations ----------------------------------------------------------------------------------------
 def scg_config(num_envs: int) -> dict:
-    """purejaxrl's configuration in ``scg.algorithms.ppo``'s keys (it has no lr annealing and no value clipping)."""
+    """purejaxrl's configuration in ``scg.algorithms.ppo``'s keys, with that algorithm's defaults for the options
+    purejaxrl differs in (constant lr, plain value loss, default init): the configuration of the committed table."""
     c = PUREJAXRL_CONFIG
     return dict(num_envs=num_envs, horizon=c["NUM_STEPS"], discount=c["GAMMA"], gae_lambda=c["GAE_LAMBDA"],
                 hidden=(64, 64), lr=c["LR"], epochs=c["UPDATE_EPOCHS"], num_minibatches=c["NUM_MINIBATCHES"],
                 clip_eps=c["CLIP_EPS"], vf_coef=c["VF_COEF"], ent_coef=c["ENT_COEF"], max_grad_norm=c["MAX_GRAD_NORM"])
+
+
+def scg_config_parity(num_envs: int, num_updates: int) -> dict:
+    """``scg_config`` with purejaxrl's choices for those options: lr annealed to 0 over ``num_updates`` iterations
+    (its ``NUM_UPDATES``), the clipped value loss, orthogonal init (gain √2 hidden, 0.01 policy head, 1 value head)."""
+    return {**scg_config(num_envs), "anneal_lr_iterations": num_updates, "clip_value_loss": True, "init": "orthogonal"}
 
 
 def reference_config(num_envs: int, num_updates: int) -> dict:
@@ -259,8 +271,9 @@ def build_variants(pj, names, num_envs: int, iterations: int, total_timesteps: i
                 return jax.lax.scan(lambda s, _: update(s), init(wrap(k)), None, length=iterations)
 
             out[name] = (run_scg, (key,), (key,))
-        elif name == "scg_make_train":
-            init_all, run_all = make_train("ppo", ours, ours_params, scg_config(num_envs))
+        elif name in ("scg_make_train", "scg_make_train_parity"):
+            config = scg_config_parity(num_envs, iterations) if name.endswith("_parity") else scg_config(num_envs)
+            init_all, run_all = make_train("ppo", ours, ours_params, config)
             states = jax.block_until_ready(init_all(jax.random.split(jax.random.key(0), 1)))
             out[name] = (run_all, (states, iterations), (states,))
         else:
@@ -402,6 +415,7 @@ def main(argv=None) -> dict:
         "purejaxrl": {"dir": os.path.abspath(args.purejaxrl), "config": PUREJAXRL_CONFIG, "shims": shims,
                       "versions": {m: _version(m) for m in ("gymnax", "flax", "distrax", "optax", "gymnasium")}},
         "scg_ppo_config": scg_config(0) | {"num_envs": "per size"},
+        "scg_ppo_parity_config": scg_config_parity(0, 0) | {"num_envs": "per size", "anneal_lr_iterations": "iterations per call"},
         "reference_config": reference_config(0, 0) | {"num_envs": "per size", "num_updates": "iterations per call"},
         "horizon": HORIZON, "variants": names, "quick": args.quick,
         "timing": "each variant compiled apart (lower().compile()); timed interleaved, shuffled each round, "

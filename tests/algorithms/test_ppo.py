@@ -9,6 +9,12 @@ Objective checks run on a CartPole batch sampled by the compiled MDP graph
 - away from ``θ_old`` the samples whose ratio left ``[1-ε, 1+ε]`` on the non-improving side
   contribute exactly zero gradient, and those clipped on the other side the plain ratio-surrogate's.
 
+purejaxrl's options (issue 18), off by default: the defaults give the parameters recorded
+before the options existed; ``anneal_lr_iterations`` steps with ``lr (1 - k/N)`` in iteration
+``k``; the clipped value loss against a hand computation and its zero gradient past the clip
+range; the orthogonal init's Gram matrices; the loss and its gradient with the clipped value
+loss, and the annealing schedule, against ``bench/handwritten_ppo.py`` (the same batch).
+
 Learning, reduced (CI, 2 seeds): CartPole-v1 ≥ 195 within 30k env steps (a uniform policy
 scores about 22; at these seeds both get there in about 14k), with the clipped and with the
 KL-penalty surrogate; Pendulum-v1 ≥ -400 within 65,536 steps (TUNED config; a
@@ -20,14 +26,20 @@ from __future__ import annotations
 
 
 import dataclasses
+import functools
+import importlib
+import math
+import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from scg.algorithms import ALGORITHMS, common, make_train, ppo
-from scg.algorithms.config import ConfigError
+from scg.algorithms import ALGORITHMS, common, make_train, networks, ppo
+from scg.algorithms.config import ConfigError, traced
 from scg.algorithms.train import steps_to_reach
 from scg.envs.registry import make
 
@@ -132,6 +144,205 @@ def test_config_is_checked():
         ppo.make(env, env_params, {"surrogate": "trust"})
     with pytest.raises(ConfigError, match="divisible"):
         ppo.PPOConfig(num_envs=3, horizon=5)
+
+
+# -- purejaxrl's options ------------------------------------------------------------------------------------
+SMALL = dict(num_envs=4, horizon=32, hidden=(16,))
+# Σ x² per parameter leaf after 2 iterations of SMALL at seed 0, recorded on the code before the options existed
+# (the same params bit for bit: sha256 57e58904… before and after); leaves in tree order: phi (b, w) × 2, theta's.
+BEFORE_OPTIONS = [0.01665539, 21.86663, 0.001024688, 1.582897, 0.0006318714, 13.338, 0.0005057323, 0.0009290328]
+
+
+def _two_iterations(overrides):
+    env, env_params = make("CartPole-v1")
+    init, update = ppo.make(env, env_params, {**SMALL, **overrides})
+    update = jax.jit(update)
+    s1, _ = update(init(jax.random.key(0)))
+    s2, _ = update(s1)
+    return s1.params, s2.params
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+@pytest.fixture(scope="module")
+def at_defaults():
+    """Params after 1 and 2 iterations of SMALL with the three options given explicitly at their defaults."""
+    return _two_iterations({"anneal_lr_iterations": None, "clip_value_loss": False, "init": "default"})
+
+
+def test_options_at_their_defaults_are_the_behaviour_before_them(at_defaults):
+    assert ppo.PPOConfig(**SMALL) == ppo.PPOConfig(**SMALL, anneal_lr_iterations=None, clip_value_loss=False, init="default")
+    got = [float(np.sum(np.asarray(x, np.float64) ** 2)) for x in jax.tree_util.tree_leaves(at_defaults[1])]
+    np.testing.assert_allclose(got, BEFORE_OPTIONS, rtol=1e-5)
+
+
+def test_annealing_over_one_iteration_steps_at_lr_then_at_zero(at_defaults):
+    """``anneal_lr_iterations=1``: iteration 0 at ``lr`` (as the constant rate, bit for bit), iteration 1 at 0."""
+    s1, s2 = _two_iterations({"anneal_lr_iterations": 1})
+    assert _leaves_equal(s1, at_defaults[0])
+    assert _leaves_equal(s2, s1)
+
+
+def _steps(config: ppo.PPOConfig, steps: int) -> jax.Array:
+    """The updates of PPO's transformation on one parameter, gradient 1 at every step."""
+    tx = ppo.transformation(config)
+    params = {"x": jnp.zeros(())}
+
+    def step(state, _):
+        updates, state = tx.update({"x": jnp.ones(())}, state, params)
+        return state, updates["x"]
+
+    return jax.lax.scan(step, tx.init(params), None, length=steps)[1]
+
+
+# 8 optimizer steps an iteration (2 epochs × 4 minibatches), annealed over N = 4 iterations
+ANNEALED = ppo.PPOConfig(lr=0.1, epochs=2, num_minibatches=4, anneal_lr_iterations=4)
+
+
+def test_annealed_step_size_is_lr_times_one_minus_k_over_n():
+    """Adam's step at optimizer step ``c`` (iteration ``k = c // 8``) is ``1 - k/N`` times the constant rate's
+    (0 from ``k = N`` on); the constant rate's is ``lr · g/(|g| + ε)`` up to Adam's bias corrections."""
+    annealed = _steps(ANNEALED, 8 * 6)
+    constant = _steps(dataclasses.replace(ANNEALED, anneal_lr_iterations=None), 8 * 6)
+    np.testing.assert_allclose(constant, -0.1 * 0.5 / (0.5 + 1e-5), rtol=1e-4)  # g = 0.5: clipped to max_grad_norm
+    np.testing.assert_allclose(annealed / constant, [max(1 - (c // 8) / 4, 0.0) for c in range(8 * 6)], rtol=1e-6)
+
+
+def test_annealing_takes_a_traced_learning_rate():
+    """A swept ``lr`` is a traced value (``make_train``'s ``vmap`` over the sweep, ``config.traced``) that the
+    schedule closes over: each point steps as its own config."""
+    got = jax.vmap(lambda lr: _steps(traced(ANNEALED, {"lr": lr}), 16))(jnp.array([0.1, 0.03]))
+    np.testing.assert_allclose(got, [_steps(ANNEALED, 16), _steps(dataclasses.replace(ANNEALED, lr=0.03), 16)], rtol=1e-6)
+
+
+def test_annealing_needs_a_learning_rate_it_can_schedule():
+    env, env_params = make("CartPole-v1")
+    with pytest.raises(ConfigError, match="anneal_lr_iterations must be > 0"):
+        ppo.PPOConfig(anneal_lr_iterations=0)
+    with pytest.raises(ConfigError, match="optimizer= got a GradientTransformation"):
+        ppo.make(env, env_params, {"anneal_lr_iterations": 10}, optimizer=optax.sgd(0.1))
+    tx = ppo.transformation(ppo.PPOConfig(anneal_lr_iterations=10), lambda lr: optax.sgd(lr))  # a factory: scheduled
+    assert isinstance(tx, optax.GradientTransformation)
+
+
+def test_clipped_value_error_values_and_gradient():
+    """``V_old = 0``, ``ε = 0.2``: inside the range; past the edge towards ``R̂`` (either side: the clipped value,
+    farther from ``R̂``, wins, gradient 0); past the edge away from ``R̂`` (``(V - R̂)²`` wins)."""
+    v = jnp.array([0.1, 0.5, -0.5, 0.5, -0.5])
+    target = jnp.array([0.5, 1.0, -1.0, 0.0, 0.3])
+    v_old = jnp.zeros(5)
+    np.testing.assert_allclose(ppo.clipped_value_error(v, v_old, target, EPS), [0.16, 0.64, 0.64, 0.25, 0.64], rtol=1e-6)
+    grad = jax.grad(lambda v: jnp.sum(ppo.clipped_value_error(v, v_old, target, EPS)))(v)
+    np.testing.assert_allclose(grad, [-0.8, 0.0, 0.0, 1.0, -1.6], rtol=1e-6)
+
+
+def _moved(params):
+    """Away from θ_old (ratios ≠ 1) and φ_old: ``V - V_old`` from -1.3 to 0.8, past the value clip range ±0.2 at
+    93 of the 128 steps, 20 of them towards the targets (all > 0.8; ``V_old`` within ±0.21)."""
+    moved = jax.tree_util.tree_map(lambda x: x * 1.3 + 0.01, params)
+    noise = jax.random.normal(jax.random.key(3), moved["phi"][-1]["w"].shape)
+    moved["phi"][-1] = {**moved["phi"][-1], "w": moved["phi"][-1]["w"] + 2.0 * noise}
+    return moved
+
+
+def _scg_minibatch(b, adv):
+    target = b.steps.value - adv  # λ-returns, reward units
+    return {"values": jax.tree_util.tree_map(_flat, b.values), "logp_old": _flat(b.log_probs["a"]), "adv": _flat(adv),
+            "target": _flat(target)}
+
+
+def test_clipped_value_loss_in_the_graph(batch):
+    """``L_V`` of :func:`ppo.minibatch_loss` with ``clip_value_loss``: ``V`` from the replayed graph, ``V_old`` from
+    the record; its φ-gradient is 0 on the samples past the clip range towards ``R̂``, the plain loss's elsewhere."""
+    mdp, config, params, rollout, inputs, b, adv = batch
+    moved, mb = _moved(params), _scg_minibatch(b, adv)
+    on = dataclasses.replace(config, clip_value_loss=True, vf_coef=1.0)
+    beta = jnp.float32(1.0)
+    v = jax.vmap(mdp.value.apply, (None, 0))(moved["phi"], _flat(b.steps.obs))
+    v_old, target = _flat(b.steps.value), mb["target"]
+    v_clip = v_old + np.clip(v - v_old, -EPS, EPS)
+    hand = 0.5 * np.mean(np.maximum((v - target) ** 2, (v_clip - target) ** 2))
+    got = ppo.minibatch_loss(moved, mdp, on, inputs, mb, beta)[1]["value_loss"]
+    np.testing.assert_allclose(got, hand, rtol=1e-5)
+
+    outside = np.abs(v - v_old) > EPS
+    towards = outside & ((v_clip - target) ** 2 > (v - target) ** 2)
+    assert towards.sum() >= 5 and (outside & ~towards).sum() >= 5, (towards.sum(), outside.sum())
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def value_grads(clip_value_loss):  # the φ-gradient of each step's loss: minibatches of one step, vmapped
+        config = dataclasses.replace(on, clip_value_loss=clip_value_loss)
+        loss = lambda phi, one: ppo.minibatch_loss({**moved, "phi": phi}, mdp, config, inputs, one, beta)[0]  # noqa: E731
+        ones = jax.tree_util.tree_map(lambda x: x[:, None], mb)
+        return jax.vmap(jax.grad(loss), (None, 0))(moved["phi"], ones)
+
+    with_clip, plain = (jax.tree_util.tree_leaves(value_grads(c)) for c in (True, False))
+    for g, g_plain in zip(with_clip, plain):
+        assert float(jnp.max(jnp.abs(g[towards]))) == 0.0
+        _close(g[~towards], g_plain[~towards])
+
+
+@pytest.fixture(scope="module")
+def handwritten():
+    """``bench/handwritten_ppo.py``, the hand-written reference (it imports its neighbour ``handwritten_reinforce``)."""
+    bench = str(pathlib.Path(__file__).resolve().parents[2] / "bench")
+    sys.path.insert(0, bench)
+    try:
+        return importlib.import_module("handwritten_ppo")
+    finally:
+        sys.path.remove(bench)
+
+
+def test_loss_and_schedule_equal_the_handwritten_reference_with_purejaxrl_options(batch, handwritten):
+    """On one batch, at moved parameters: the loss and its gradient with ``clip_value_loss`` equal
+    ``handwritten_ppo.ppo_loss``'s; ``anneal_lr_iterations`` gives ``handwritten_ppo``'s ``anneal_lr`` schedule."""
+    mdp, config, params, rollout, inputs, b, adv = batch
+    config = dataclasses.replace(config, clip_value_loss=True, anneal_lr_iterations=7)
+    moved, mb = _moved(params), _scg_minibatch(b, adv)
+    hw_config = {**config.to_dict(), "anneal_lr": True, "num_updates": 7}
+    hw_mb = {"obs": _flat(b.steps.obs), "action": _flat(b.steps.action), "logp_old": mb["logp_old"],
+             "adv": -mb["adv"], "target": mb["target"], "value_old": _flat(b.steps.value)}
+    beta = jnp.float32(1.0)
+    (got, got_aux), got_grad = jax.value_and_grad(ppo.minibatch_loss, has_aux=True)(moved, mdp, config, inputs, mb, beta)
+    (want, want_aux), want_grad = jax.value_and_grad(handwritten.ppo_loss, has_aux=True)(moved, hw_mb, hw_config)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got_aux["value_loss"], want_aux["value_loss"], rtol=1e-5)
+    _close(got_grad, want_grad)
+    per_iteration = config.epochs * config.num_minibatches
+    counts = jnp.arange(per_iteration * 9)  # iterations 0 ... 8; the reference's run ends after iteration 6
+    ours, reference = ppo.learning_rate(config)(counts), handwritten.learning_rate(hw_config)(counts)
+    np.testing.assert_array_equal(ours[: 8 * per_iteration], reference[: 8 * per_iteration])  # 0 at iteration 7
+    assert not np.any(ours[8 * per_iteration:])  # ours stays at 0 past the schedule (the reference's goes negative)
+
+
+def _gram(w):
+    """``WᵀW`` or ``WWᵀ``, whichever is square of the smaller side: ``gain² I`` for an orthogonal init."""
+    w = np.asarray(w, np.float64)
+    return w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+
+
+def test_orthogonal_init():
+    """``init="orthogonal"``: hidden layers orthogonal with gain √2, the policy's last 0.01, the value's 1; biases 0."""
+    env, env_params = make("CartPole-v1")
+    init, _ = ppo.make(env, env_params, {**SMALL, "hidden": (16, 16), "init": "orthogonal"})
+    params = init(jax.random.key(0)).params
+    for layers, last_gain in ((params["theta"]["net"], 0.01), (params["phi"], 1.0)):
+        assert [layer["w"].shape[1] for layer in layers][:2] == [16, 16]
+        for i, layer in enumerate(layers):
+            gain = last_gain if i == len(layers) - 1 else math.sqrt(2.0)
+            gram = _gram(layer["w"])
+            np.testing.assert_allclose(gram, gain**2 * np.eye(len(gram)), atol=1e-5 * gain**2)
+            assert not np.any(np.asarray(layer["b"]))
+    square = params["phi"][1]["w"]  # 16 × 16: WᵀW = WWᵀ = 2 I
+    np.testing.assert_allclose(np.asarray(square) @ np.asarray(square).T, 2.0 * np.eye(16), atol=1e-5)
+    with pytest.raises(ConfigError, match="init must be one of 'default', 'orthogonal'"):
+        ppo.PPOConfig(init="xavier")
+    with pytest.raises(ValueError, match="init must be one of"):
+        networks.mlp_init(jax.random.key(0), [2, 3], init="xavier")
+    with pytest.raises(ConfigError, match="both bring their own networks"):
+        ppo.make(env, env_params, {"init": "orthogonal"}, policy=networks.mlp([4, 2]), value=networks.mlp([4, 1]))
 
 
 def _reached(env_name: str, threshold: float, max_steps: int, overrides=None, seeds: int = 2):
