@@ -15,7 +15,9 @@ Parts:
    rollout state sharded along the env axis, the rest replicated), a diagnostic, not something ``scg train`` does.
 2. ``processes``: two processes of one device each through ``jax.distributed`` (gloo on 127.0.0.1), each timing
    ``rounds`` chunks including the gather of the metrics that ``scg train`` makes after every chunk, against one
-   process of one device doing the same (timed before and after the pair; the ratio is against their mean).
+   process of one device doing the same (timed before and after the pairs; the ratio is against their mean).
+   Two pairs: free to use every core, and each pinned to its own half of the cores (``os.sched_setaffinity``,
+   as one would place two processes on one machine; XLA's worker threads of two processes otherwise compete).
 3. ``host``: the host path (gymnasium vector envs) on 1 and 2 worker processes, from ``bench_host_parallel.py``.
 4. ``default_job``: wall time of ``scg --devices 1 --quiet`` against ``scg --quiet`` (every core), fresh processes,
    alternated, ``--repeats`` each.
@@ -127,9 +129,13 @@ def worker_devices(case: str, quick: bool) -> dict:
     return out
 
 
-def worker_processes(case: str, quick: bool, process_id: int, num_processes: int, port: int) -> dict:
+def worker_processes(case: str, quick: bool, process_id: int, num_processes: int, port: int, pin: int = 0) -> dict:
     from scg.algorithms import parallel
 
+    if pin and num_processes > 1:  # each process of the pair on its own share of this machine's cores
+        cores = sorted(os.sched_getaffinity(0))
+        share = len(cores) // num_processes
+        os.sched_setaffinity(0, cores[process_id * share:(process_id + 1) * share])
     parallel.use_cpu_devices(1)
     if num_processes > 1:
         parallel.init_distributed(f"127.0.0.1:{port}", num_processes, process_id)
@@ -187,21 +193,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def part_processes(case: str, quick: bool) -> dict:
-    q = int(quick)
-    before = _run_worker("processes", case, q, 0, 1, 0)
+def _pair(case: str, q: int, pin: int) -> list[dict]:
     port = _free_port()
-    procs = [subprocess.Popen(_worker_command("processes", case, q, i, 2, port), stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(_worker_command("processes", case, q, i, 2, port, pin), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=_clean_env()) for i in (0, 1)]
     outs = [p.communicate(timeout=900) for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError(f"distributed workers failed:\n{outs[0][1][-2000:]}\n{outs[1][1][-2000:]}")
-    pair = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    return [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+
+
+def part_processes(case: str, quick: bool) -> dict:
+    q = int(quick)
+    before = _run_worker("processes", case, q, 0, 1, 0)
+    pair, pinned = _pair(case, q, 0), _pair(case, q, 1)
     after = _run_worker("processes", case, q, 0, 1, 0)
     one = (before["env_steps_per_s"] + after["env_steps_per_s"]) / 2
-    two = pair[0]["env_steps_per_s"]
     return {"one_process_before": before, "one_process_after": after, "two_processes": pair,
-            "speedup_two_processes": two / one}
+            "two_processes_pinned": pinned, "speedup_two_processes": pair[0]["env_steps_per_s"] / one,
+            "speedup_two_processes_pinned": pinned[0]["env_steps_per_s"] / one}
 
 
 def part_default_job(repeats: int) -> dict:
