@@ -81,6 +81,32 @@ def interleaved_rates(runs: dict, steps: dict, rounds: int, seed: int = 0) -> di
                    "env_steps_per_call": steps[name], "rounds": rounds} for name, t in times.items()}
 
 
+def call_latency_us(chains: int, calls: int = 2_000) -> float:
+    """Median wall time (µs) of one synchronous call of a jitted program made of ``chains`` independent
+    elementwise chains on 256 floats, its result copied to the host (as each ``step`` does).
+
+    The diagnosis of the vector env's speed: XLA:CPU runs a program of one chain inline in the calling
+    thread, but hands a program with independent parts to its thread pool, and on this machine the
+    hand-off to another core and back costs tens of microseconds, more than the work (a 64-env
+    CartPole step costs ~6 µs inside a ``lax.scan``).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def program(x):
+        return x + sum(jnp.sin(x * (j + 1)).sum() for j in range(chains))
+
+    f, x = jax.jit(program), jnp.ones(256)
+    np.asarray(f(x))
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        x = f(x)
+        np.asarray(x)
+        times.append(time.perf_counter() - t0)
+    return 1e6 * statistics.median(times)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--single-steps", type=int, default=20_000, help="steps of one env per call")
@@ -106,12 +132,14 @@ def main(argv=None) -> dict:
          "scg_sync": vector_loop(gymnasium.make_vec("scg/CartPole-v1", n, vectorization_mode="sync"), many),
          "scg_make_vec": vector_loop(gymnasium.make_vec("scg/CartPole-v1", n), many)},
         {k: many.size for k in ("gymnasium_sync", "scg_sync", "scg_make_vec")}, args.rounds)
+    latency = {f"{k}_chains": call_latency_us(k, 200 if args.quick else 2_000) for k in (1, 2, 8)}
     rate = lambda table, k: table[k]["steps_per_s"]  # noqa: E731
     result = {
         "config": vars(args) | {"out": str(args.out)},
         "environment": environment(),
         "single": single,
         "vector": vector,
+        "call_latency_us": latency,  # call_latency_us(): one jitted call, synchronous, by independent chains
         "ratios": {
             "single_scg_over_gymnasium": rate(single, "scg") / rate(single, "gymnasium"),
             "make_vec_over_gymnasium_sync": rate(vector, "scg_make_vec") / rate(vector, "gymnasium_sync"),
@@ -121,6 +149,7 @@ def main(argv=None) -> dict:
     for table in (single, vector):
         for name, row in table.items():
             print(f"{name:>16}: {row['steps_per_s']:>12,.0f} env steps/s")
+    print("one synchronous jitted call: " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} µs" for k, v in latency.items()))
     for name, value in result["ratios"].items():
         print(f"{name}: {value:.2f}")
     if not args.quick:

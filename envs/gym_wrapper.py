@@ -1,8 +1,9 @@
 """Expose a functional Environment to gymnasium: ``GymnasiumEnv``, ``GymnasiumVectorEnv``, and ``scg/<Name>`` ids.
 
 ``GymnasiumEnv`` wraps the pure ``reset``/``step`` pair as one ``gymnasium.Env``:
-one jitted call per step (the key split, the step and the casts fused), one
-device-to-host transfer of its outputs, numpy out; seeded through
+one jitted call per step (the key split, the step and the casts fused) that takes
+and returns the PRNG key and the env state as one device buffer (:class:`_PackedCarry`),
+one device-to-host transfer of its outputs, numpy out; seeded through
 ``reset(seed=...)`` (the seed feeds gymnasium's ``np_random``, which draws the
 JAX key, so the same seed gives the same episode), ``render_mode="rgb_array"``
 through ``scg.envs.render``. As in gymnasium's own environments, a ``Box``
@@ -32,6 +33,7 @@ statement, name the module in the id as gymnasium allows:
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium
@@ -71,41 +73,74 @@ class GymnasiumEnv(gymnasium.Env):
         # Params are fixed per instance, so they are closed over (compile-time constants): this also
         # lets an env whose spaces read params be stepped under jit.
         params = self.params
-        self._reset = jax.jit(lambda key: _reset_outputs(env, key, params))
-        self._step = jax.jit(lambda key, state, action: _step_outputs(env, key, state, action, params))
-        self._key = None
-        self._state = None
+        example = jax.eval_shape(lambda k: _reset_outputs(env, k, params), jax.random.key(0))
+        self._codec = codec = _PackedCarry.of(example[:2])
+        self._info_keys = tuple(jax.eval_shape(lambda k, s: env.step(k, s, self._space.sample(k), params)[5],
+                                               jax.random.key(0), example[1]))
+        with_info = bool(self._info_keys)
+        self._reset_seeded = jax.jit(lambda seed: _carry_and_obs(codec, *_reset_outputs(env, jax.random.key(seed),
+                                                                                          params)))
+        self._reset_carried = jax.jit(lambda buf: _carry_and_obs(codec, *_reset_outputs(
+            env, codec.unpack(buf[:codec.size])[0], params)))
+        # The buffer is donated: each step's result takes the place of its argument.
+        self._step = jax.jit(lambda buf, action: _carry_and_step(codec, env, buf, action, params, with_info),
+                             donate_argnums=0)
+        self._buf = None  # the key, the state and the last outputs, packed (_carry_and_step)
+        self._obs_shape = self.observation_space.shape
         self._obs = None
         self._steps_beyond_terminated = None  # gymnasium CartPole's counter: None until terminated
 
+    @property
+    def _carry(self):
+        """The packed key and state (``None`` before ``reset``)."""
+        return None if self._buf is None else self._buf[:self._codec.size]
+
+    @property
+    def _state(self):
+        """The functional env state (unpacked from the carry), ``None`` before ``reset``."""
+        return None if self._buf is None else self._codec.unpack_jit(self._carry)[1]
+
+    @_state.setter
+    def _state(self, state):  # tests set a state to step from
+        key = self._codec.unpack_jit(self._carry)[0]
+        self._buf = jnp.concatenate([self._codec.pack_jit(key, state), self._buf[self._codec.size:]])
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        key = jax.random.key(int(self.np_random.integers(2**31 - 1)))
-        self._key, self._state, obs = self._reset(key)
-        self._obs = np.asarray(obs)
+        if seed is not None or self._buf is None:  # a new stream of episodes: its key from np_random
+            self._buf = self._reset_seeded(np.int32(self.np_random.integers(2**31 - 1)))
+        else:  # the next episode of the stream: the key carried from the last step
+            self._buf = self._reset_carried(self._buf)
+        self._obs = np.array(self._buf)[self._codec.size:-3].view(np.float32).reshape(self._obs_shape)
         self._steps_beyond_terminated = None
         return self._obs, {}
 
     def step(self, action):
-        if self._state is None:
+        if self._buf is None:
             raise RuntimeError(f"{self.env.name}: call reset() before step()")
         action = self._as_action(action)
         if self._steps_beyond_terminated is not None:
             if self._steps_beyond_terminated == 0:
                 gymnasium.logger.warn(STEP_AFTER_TERMINATED)
             self._steps_beyond_terminated += 1
-        self._key, self._state, host = self._step(self._key, self._state, action)
-        obs, reward, terminated, truncated, info = _unpack(host, self.observation_space.shape)
-        self._obs = obs
+        if self._info_keys:
+            self._buf, info = self._step(self._buf, action)
+            info = {k: np.asarray(v) for k, v in info.items()}
+        else:
+            self._buf, info = self._step(self._buf, action), {}
+        out = np.array(self._buf)[self._codec.size:].view(np.float32)  # one copy off the device, then views
+        self._obs = obs = out[:-3].reshape(self._obs_shape)
+        reward, terminated, truncated = out[-3:].tolist()
+        terminated, truncated = terminated > 0.5, truncated > 0.5
         if terminated and self._steps_beyond_terminated is None:
             self._steps_beyond_terminated = 0
-        return obs, float(reward), bool(terminated), bool(truncated), info
+        return obs, reward, terminated, truncated, info
 
     def _as_action(self, action) -> np.ndarray:
         return _checked_action(self.env.name, self._space, action, ())
 
     def render(self):
-        if self.render_mode != "rgb_array" or self._state is None:
+        if self.render_mode != "rgb_array" or self._buf is None:
             return None
         from scg.envs.render import render_frame
 
@@ -146,26 +181,62 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
         self.observation_space = gymnasium.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gymnasium.vector.utils.batch_space(self.single_action_space, self.num_envs)
         params = self.params
-        self._reset = jax.jit(lambda key: _reset_outputs(venv, key, params))
-        self._step = jax.jit(lambda key, state, action: _step_outputs(venv, key, state, action, params))
-        self._key = self._state = self._obs = None
+        # As GymnasiumEnv: the key and the batched state as one buffer, donated to each step (_carry_and_step).
+        self._codec = codec = _PackedCarry.of(jax.eval_shape(lambda k: _reset_outputs(venv, k, params)[:2],
+                                                             jax.random.key(0)))
+        obs_words = math.prod(self.single_observation_space.shape) * self.num_envs
+        self._reset = jax.jit(lambda key: jnp.concatenate([  # the step's layout, flags and final_obs zero
+            _carry_and_obs(codec, *_reset_outputs(venv, key, params), self.num_envs), jnp.zeros(obs_words, jnp.uint32)]))
+        self._obs_size = obs_words
+
+        def step(buf, action):  # info["final_obs"] travels in the buffer too (one transfer); other keys beside
+            out, info = _carry_and_step(codec, venv, buf, action, params, True)
+            info = dict(info)
+            out = jnp.concatenate([out, _as_words(info.pop("final_obs"))])
+            return (out, info) if info else out
+
+        self._step = jax.jit(step, donate_argnums=0)
+        example_action = jax.ShapeDtypeStruct((self.num_envs, *self._space.shape),
+                                              jnp.int32 if isinstance(self._space, Discrete) else jnp.float32)
+        self._other_info = isinstance(jax.eval_shape(step, jax.eval_shape(self._reset, jax.random.key(0)),
+                                                     example_action), tuple)
+        self._buf = self._key = self._obs = None
+
+    @property
+    def _state(self):
+        """The batched functional env state, ``None`` before ``reset``."""
+        return None if self._buf is None else self._codec.unpack_jit(self._buf[:self._codec.size])[1]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._key = jax.random.key(int(seed))
         elif self._key is None:
             self._key = jax.random.key(int(np.random.SeedSequence().generate_state(1)[0] >> 1))
-        self._key, self._state, obs = self._reset(self._key)
-        self._obs = np.asarray(obs)
+        else:  # the next batch of episodes: the key carried from the last step
+            self._key = self._codec.unpack_jit(self._buf[:self._codec.size])[0]
+        self._buf = self._reset(self._key)
+        self._obs = self._host_obs(np.array(self._buf))
         return self._obs, {}
 
+    def _host_obs(self, host: np.ndarray) -> np.ndarray:
+        words = host[self._codec.size:self._codec.size + self._obs_size]
+        return words.view(np.float32).reshape((self.num_envs,) + self.single_observation_space.shape)
+
     def step(self, actions):
-        if self._state is None:
+        if self._buf is None:
             raise RuntimeError(f"{self.env.name}: call reset() before step()")
         actions = _checked_action(self.env.name, self._space, actions, (self.num_envs,))
-        self._key, self._state, host = self._step(self._key, self._state, actions)
-        obs, reward, terminated, truncated, info = _unpack(host, self.single_observation_space.shape)
-        self._obs = obs
+        if self._other_info:
+            self._buf, info = self._step(self._buf, actions)
+            info = {k: np.asarray(v) for k, v in info.items()}
+        else:
+            self._buf, info = self._step(self._buf, actions), {}
+        host = np.array(self._buf)  # one copy off the device, then views
+        self._obs = obs = self._host_obs(host)
+        start = self._codec.size + self._obs_size
+        reward, terminated, truncated = host[start:start + 3 * self.num_envs].view(np.float32).reshape(3, -1)
+        terminated, truncated = terminated > 0.5, truncated > 0.5
+        info["final_obs"] = host[start + 3 * self.num_envs:].view(np.float32).reshape(obs.shape)
         info["_final_obs"] = terminated | truncated
         return obs, reward, terminated, truncated, info
 
@@ -178,6 +249,80 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
         return tuple(render_frame(self.env, one(i), self.params, self._obs[i]) for i in range(self.num_envs))
 
 
+class _PackedCarry:
+    """A PRNG key and an env state as one ``uint32`` vector, and back (``pack``/``unpack``, traceable).
+
+    A jitted call costs a few microseconds per argument and per result buffer, more than a
+    CartPole step itself, so :class:`GymnasiumEnv` hands its step one buffer for the key and
+    every leaf of the state: 32-bit leaves bit-cast, 64-bit ones as two words, booleans and
+    narrower integers widened (values kept). Built from the shapes of an example
+    (``jax.eval_shape`` of a reset).
+    """
+
+    def __init__(self, key_impl, treedef, specs):
+        self.key_impl, self.treedef, self.specs = key_impl, treedef, specs
+        self.size = sum(math.prod(shape) * (2 if dtype.itemsize == 8 else 1) for shape, dtype in specs)  # words
+        self.pack_jit, self.unpack_jit = jax.jit(self.pack), jax.jit(self.unpack)
+
+    @classmethod
+    def of(cls, example):
+        """For ``(key, state)`` of the shapes of ``example`` (its key: JAX's default kind, as ``jax.random.key``)."""
+        key = jax.random.key(0)
+        leaves, treedef = jax.tree_util.tree_flatten((jax.random.key_data(key), example[1]))
+        return cls(jax.random.key_impl(key), treedef, [(x.shape, jnp.dtype(x.dtype)) for x in leaves])
+
+    @staticmethod
+    def _words(x):
+        if x.dtype == jnp.bool_ or x.dtype.itemsize < 4:
+            x = x.astype(jnp.int32)
+        return jax.lax.bitcast_convert_type(x, jnp.uint32).reshape(-1)
+
+    def pack(self, key, state):
+        leaves = jax.tree_util.tree_leaves((jax.random.key_data(key), state))
+        return jnp.concatenate([self._words(jnp.asarray(x, d)) for x, (_, d) in zip(leaves, self.specs)])
+
+    def unpack(self, carry):
+        leaves, start = [], 0
+        for shape, dtype in self.specs:
+            per = 2 if dtype.itemsize == 8 else 1
+            size = math.prod(shape) * per
+            words = carry[start:start + size]
+            start += size
+            if dtype.itemsize == 8:
+                leaves.append(jax.lax.bitcast_convert_type(words.reshape(shape + (2,)), dtype))
+            elif dtype == jnp.bool_ or dtype.itemsize < 4:
+                leaves.append(jax.lax.bitcast_convert_type(words, jnp.int32).astype(dtype).reshape(shape))
+            else:
+                leaves.append(jax.lax.bitcast_convert_type(words, dtype).reshape(shape))
+        key_data, state = jax.tree_util.tree_unflatten(self.treedef, leaves)
+        return jax.random.wrap_key_data(key_data, impl=self.key_impl), state
+
+
+def _as_words(x):
+    """A float32 array as ``uint32`` words (bit-cast, flattened)."""
+    return jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32).reshape(-1)
+
+
+def _carry_and_obs(codec: _PackedCarry, key, state, obs, num_envs: int = 1):
+    """A reset as :func:`_carry_and_step`'s buffer, the flags zero (the obs bit-cast from float32)."""
+    return jnp.concatenate([codec.pack(key, state), _as_words(obs), jnp.zeros(3 * num_envs, jnp.uint32)])
+
+
+def _carry_and_step(codec: _PackedCarry, env, buf, action, params, with_info: bool):
+    """One step from the carry at the head of ``buf``, as one ``uint32`` buffer ``[carry..., obs..., rewards..., terminated..., truncated...]``.
+
+    One argument buffer and one result buffer per jitted call (each costs microseconds,
+    more than a CartPole step), and one transfer to the host. With ``with_info`` the
+    step's info dict comes back beside it.
+    """
+    key, state = codec.unpack(buf[:codec.size])
+    key, sub = jax.random.split(key)
+    obs, state, reward, terminated, truncated, info = env.step(sub, state, action, params)
+    flags = jnp.stack([reward, terminated, truncated])  # (3,) or (3, num_envs)
+    out = jnp.concatenate([codec.pack(key, state), _as_words(obs), _as_words(flags)])
+    return (out, info) if with_info else out
+
+
 def _reset_outputs(env, key, params):
     """``(next key, state, obs as float32)``: a reset, fused into one jitted call."""
     key, sub = jax.random.split(key)
@@ -185,41 +330,20 @@ def _reset_outputs(env, key, params):
     return key, state, obs.astype(jnp.float32)
 
 
-def _step_outputs(env, key, state, action, params):
-    """``(next key, state, (packed, info))``: the key split, the step and the packing fused into one jitted call.
-
-    ``packed`` is ``[obs..., reward, terminated, truncated]`` as one float32 array per
-    environment (:func:`_unpack` splits it on the host): one transfer of one array costs
-    about a fifth of a transfer per output, which would cost more than the step itself.
-    """
-    key, sub = jax.random.split(key)
-    obs, state, reward, terminated, truncated, info = env.step(sub, state, action, params)
-    batch = reward.shape
-    flags = jnp.stack([reward, terminated, truncated], axis=-1).astype(jnp.float32)
-    packed = jnp.concatenate([obs.reshape(batch + (-1,)).astype(jnp.float32), flags], axis=-1)
-    return key, state, (packed, info)
-
-
-def _unpack(host, obs_shape: tuple[int, ...]):
-    """The host side of :func:`_step_outputs`: ``(obs, reward, terminated, truncated, info)`` as numpy."""
-    packed, info = host
-    packed = np.array(packed)  # one copy, writable, detached from the device buffer
-    batch = packed.shape[:-1]
-    obs = packed[..., :-3].reshape(batch + obs_shape)
-    reward, terminated, truncated = packed[..., -3], packed[..., -2] > 0.5, packed[..., -1] > 0.5
-    return obs, reward, terminated, truncated, {k: np.asarray(v) for k, v in info.items()}
-
-
-def _checked_action(name: str, space, action, batch: tuple[int, ...]) -> np.ndarray:
+def _checked_action(name: str, space, action, batch: tuple[int, ...]) -> np.ndarray | int:
     """``action`` as the array the jitted step takes (``batch`` leading axes), or a ``ValueError`` naming ``name``."""
     if isinstance(space, Discrete):
+        if not batch and isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_)):
+            if not 0 <= action < space.n:  # the common case, a plain integer, checked without numpy
+                raise ValueError(f"{name}: action {action!r} is outside the action space Discrete({space.n})")
+            return int(action)  # a Python int: the jitted step's cheapest argument (weakly typed int32)
         raw = np.asarray(action)
         if raw.shape != batch or not np.issubdtype(raw.dtype, np.integer):
             what = "an integer action" if not batch else f"integer actions of shape {batch}"
             raise ValueError(f"{name}: expected {what} in [0, {space.n}), got {action!r}")
         if ((raw < 0) | (raw >= space.n)).any():
             raise ValueError(f"{name}: action {action!r} is outside the action space Discrete({space.n})")
-        return raw.astype(np.int32)
+        return raw.astype(np.int32) if batch else int(raw)
     raw = np.asarray(action, np.float32)
     if raw.shape != batch + tuple(space.shape):
         raise ValueError(f"{name}: expected an action of shape {batch + tuple(space.shape)}, got shape {raw.shape}")
