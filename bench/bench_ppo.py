@@ -6,7 +6,11 @@ minibatches replayed with ``compiled.replay``) against :mod:`handwritten_ppo`
 by hand), each run as ``scg.algorithms.make_train`` runs it: one ``jit`` of a
 ``lax.scan`` over whole training iterations (rollout, GAE, ``epochs`` ×
 ``num_minibatches`` Adam steps), one seed, ``num_envs`` ∈ {4, 16, 64, 256,
-1024}, horizon 128, the default config otherwise.
+1024}, horizon 128, in purejaxrl's configuration by default (``--config purejaxrl``:
+lr 2.5e-4 annealed to 0 over the iterations of a timed call, entropy 0.01, the
+clipped value loss, the rest as :mod:`purejaxrl_parity`'s ``scg_config_parity`` and
+``reference_config``; orthogonal init on scg's side only, which costs nothing per
+step), or scg's defaults (``--config default``, entropy off).
 
 Before timing, the two are checked to compute the same thing on one batch
 sampled by the compiled graph: the same ``log π_θold``, ``V``, GAE advantages
@@ -37,11 +41,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from scg.algorithms import common, make_train, ppo  # noqa: E402
+from scg.algorithms import ALGORITHMS, common, make_train, ppo  # noqa: E402
 from scg.envs.classic_control import CartPole  # noqa: E402
 
 import _util  # noqa: E402
 import handwritten_ppo as hw  # noqa: E402
+from purejaxrl_parity import reference_config, scg_config_parity  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "ppo.json")
 ENV = CartPole()
@@ -99,20 +104,29 @@ def check_same(num_envs: int = 16, seed: int = 0) -> dict:
     return out
 
 
-def throughput(num_envs: int, iterations: int, reps: int, max_seconds: float) -> dict:
+def configs(name: str, num_envs: int, iterations: int) -> tuple[dict, dict]:
+    """``(scg overrides, hand-written config)`` of the configuration ``name`` ("purejaxrl" or "default")."""
+    if name == "default":
+        return {"num_envs": num_envs}, {"num_envs": num_envs}
+    return scg_config_parity(num_envs, iterations), reference_config(num_envs, iterations)
+
+
+def throughput(num_envs: int, iterations: int, reps: int, max_seconds: float, config: str = "purejaxrl") -> dict:
     """Whole training iterations, compiled graph vs hand-written, interleaved; env steps per second."""
+    ours, theirs = configs(config, num_envs, iterations)
     makers = {
-        "scg": lambda c: make_train("ppo", ENV, PARAMS, c),
-        "handwritten": lambda c: hw.make_train(ENV, PARAMS, c),
+        "scg": lambda c: make_train("ppo", ENV, PARAMS, {**ours, **c}),
+        "handwritten": lambda c: hw.make_train(ENV, PARAMS, {**theirs, **c}),
     }
     return _util.training_throughput(makers, num_envs, HORIZON, iterations, reps, max_seconds)
 
 
-def breakdown(num_envs: int, reps: int, max_seconds: float) -> dict:
+def breakdown(num_envs: int, reps: int, max_seconds: float, config: str = "purejaxrl") -> dict:
     """Data collection alone (rollout at θ_old, ``log π_θold``, ``V``, GAE, targets, flattening), both versions."""
-    config = ppo.PPOConfig(num_envs=num_envs)
+    ours, theirs = configs(config, num_envs, 1)
+    config = ALGORITHMS["ppo"].configure(overrides=ours)
     mdp = common.compile_mdp(ENV, PARAMS, config, gae_lambda=config.gae_lambda)
-    parts = hw.build(ENV, PARAMS, config.to_dict())
+    parts = hw.build(ENV, PARAMS, theirs)
     key = jax.random.key(0)
     params = common.init_params(mdp, key)
     rollout = common.reset_envs(ENV, PARAMS, key, num_envs)
@@ -130,6 +144,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="sizes 4 and 64, few repeats (smoke test)")
     ap.add_argument("--sizes", type=int, nargs="*", help="num_envs values (default 4 16 64 256 1024)")
+    ap.add_argument("--config", choices=("purejaxrl", "default"), default="purejaxrl",
+                    help="purejaxrl's PPO configuration (entropy on, lr annealing, value clipping) or scg's defaults")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args(argv)
     sizes = tuple(args.sizes or ((4, 64) if args.quick else (4, 16, 64, 256, 1024)))
@@ -139,7 +155,10 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     config = {
         "algorithm": "ppo", "env": ENV.name, "seeds": 1, "horizon": HORIZON,
-        "ppo_config": {k: list(v) if isinstance(v, tuple) else v for k, v in ppo.PPOConfig().to_dict().items()},
+        "config_name": args.config,
+        "ppo_config": {k: list(v) if isinstance(v, tuple) else v
+                       for k, v in {**ppo.PPOConfig().to_dict(), **configs(args.config, 0, 0)[0]}.items()},
+        "handwritten_config": configs(args.config, 0, 0)[1],
         "sizes": list(sizes), "iterations_per_call": {str(n): iters[n] for n in sizes}, "max_reps": reps,
         "quick": args.quick, **_util.environment(),
         "note": "2 shared CPU cores; other processes ran at the same time: timings are noisy, see p25/p75",
@@ -150,14 +169,14 @@ def main(argv=None) -> dict:
     results["throughput"] = []
     for n in sizes:
         log(f"[throughput] {n} envs x {HORIZON} steps, {iters[n]} iteration(s) per call")
-        r = throughput(n, iters[n], reps, max_seconds=20 if args.quick else 45)
+        r = throughput(n, iters[n], reps, max_seconds=20 if args.quick else 45, config=args.config)
         results["throughput"].append(r)
         log(f"  scg {r['scg']['steps_per_s']:.0f} steps/s, hand-written {r['handwritten']['steps_per_s']:.0f} steps/s, "
             f"time ratio {r['ratio_scg_over_handwritten_time']:.3f} ({r['scg']['reps']} reps)")
         _util.write_json_atomic(args.out, results)  # partial results survive an interrupted run
     results["breakdown"] = []
     for n in [n for n in sizes if n in (4, 16, 1024)]:
-        b = breakdown(n, reps=reps * 2, max_seconds=20 if args.quick else 30)
+        b = breakdown(n, reps=reps * 2, max_seconds=20 if args.quick else 30, config=args.config)
         results["breakdown"].append(b)
         full = next(r for r in results["throughput"] if r["num_envs"] == n)
         b["collect_share_of_iteration"] = b["collect"]["scg"]["median_s"] / (full["scg"]["median_s"] / iters[n])
