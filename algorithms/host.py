@@ -58,17 +58,20 @@ def make_host_train(algo_name: str, host: HostEnv, config=None) -> HostTrainer:
     return HostTrainer(jax.jit(init), learn, act, config.horizon)
 
 
-def train(algo_name: str, env_id: str, config=None, *, seeds=(0,), num_iterations: int, **make_kwargs):
+def train(algo_name: str, env_id: str, config=None, *, seeds=(0,), num_iterations: int, vectorization: str = "sync",
+          **make_kwargs):
     """Train one run per seed (one after another) on ``env_id`` stepped by gymnasium on the host.
 
     Returns ``(states, metrics)``: a list of final states and a dict of numpy
     arrays ``[seeds, iterations]`` (the layout of :func:`scg.algorithms.make_train`).
-    Sub-env ``i`` of seed ``s`` is seeded with ``10_000 s + i``.
+    Sub-env ``i`` of seed ``s`` is seeded with ``10_000 s + i``. ``vectorization``:
+    ``"sync"`` or ``"async"`` (one worker process per env copy, started afresh for
+    each seed), as in :class:`scg.envs.host.HostEnv`; the results are the same.
     """
     config = ALGORITHMS[algo_name].configure(overrides=config)
     trainer, states, history = None, [], []
     for seed in seeds:
-        host = HostEnv(env_id, config.num_envs, seed=10_000 * seed, **make_kwargs)
+        host = HostEnv(env_id, config.num_envs, seed=10_000 * seed, vectorization=vectorization, **make_kwargs)
         try:
             trainer = trainer or make_host_train(algo_name, host, config)
             key_init, key_act = jax.random.split(jax.random.key(seed))

@@ -116,6 +116,28 @@ def test_host_cartpole_shapes_and_final_obs():
     host.close()
 
 
+def test_host_async_workers_give_the_sync_trajectory():
+    """``vectorization="async"`` (one worker process per copy) collects exactly what ``"sync"`` does, ends included."""
+    num_envs, num_steps, seed, key = 2, 60, 7, jax.random.key(3)
+    with HostEnv("CartPole-v1", num_envs, seed=seed) as host:
+        sync = host.collect(random_discrete, None, key, num_steps)
+    with HostEnv("CartPole-v1", num_envs, seed=seed, vectorization="async") as host:
+        assert isinstance(host.vec, gymnasium.vector.AsyncVectorEnv) and len(host.vec.processes) == num_envs
+        assert host.observation_space.shape == (4,) and host.action_space == Discrete(2)
+        par = host.collect(random_discrete, None, key, num_steps)
+    assert not any(p.is_alive() for p in host.vec.processes)  # __exit__ closed the workers
+    assert sync.terminated.any()  # random CartPole episodes end within ~20 steps: final_obs was exercised
+    for name, x, y in zip(Trajectory._fields, sync, par):
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+    host.close()  # a second close is a no-op
+
+
+def test_host_rejects_unknown_vectorization():
+    with pytest.raises(ValueError, match=r"vectorization must be 'sync' or 'async', got 'threads'"):
+        HostEnv("CartPole-v1", 2, vectorization="threads")
+
+
 def test_host_pendulum_box_actions():
     host = HostEnv("Pendulum-v1", 2, seed=0)
     assert host.action_space.shape == (1,)
