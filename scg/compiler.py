@@ -310,7 +310,8 @@ class CompiledGraph:
         plan = self._plan(inputs)
         self._check_support(plan, inputs, key, check_num(num_samples), observed)
         check_key(key)
-        terms = plan.program.batch_terms(inputs, key, num_samples, fixed=check_observed(plan, observed, num_samples))
+        terms = plan.program.batch_terms(inputs, key, num_samples, fixed=check_observed(plan, observed, num_samples),
+                                         differentiated=False)
         values, log_probs = jax.lax.stop_gradient((terms.values, terms.log_probs))
         return Batch(values, log_probs, plan.program.advantages(values, _state.baseline_states(state or {})))
 
@@ -636,7 +637,7 @@ def _value(plan, num_samples, inputs, key, observed):
 def _ratio(plan, num_samples, inputs, old_inputs, key, observed):
     check_key(key)
     program = plan.program
-    old = jax.lax.stop_gradient(program.batch_terms(old_inputs, key, num_samples, fixed=observed))
+    old = jax.lax.stop_gradient(program.batch_terms(old_inputs, key, num_samples, fixed=observed, differentiated=False))
     drawn = {n: old.values[n] for n in program.drawn_nodes()}
     terms = program.batch_terms(inputs, key, num_samples, fixed=drawn, logp_old=old.log_probs)
     return program.emit(terms, "surrogate", q_hat=program.q_hats(old.values))

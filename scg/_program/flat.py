@@ -65,8 +65,10 @@ class FlatProgram:
 
     q_shape: tuple = ()  # the shape of one sample's Q̂_w (a temporal graph's is [T])
 
-    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None, states=None) -> SampleTerms:
-        """``states``: per node, its estimator's state for this call (the same for every sample)."""
+    def batch_terms(self, inputs, key, num_samples, *, fixed=None, logp_old=None, states=None,
+                    differentiated=True) -> SampleTerms:
+        """``states``: per node, its estimator's state for this call (the same for every sample);
+        ``differentiated`` (whether the caller takes a gradient) changes nothing for a flat graph."""
         keys = jax.random.split(key, num_samples)
         fn = lambda k, f, lo: sample_terms(self.analysis, inputs, k, fixed=f, logp_old=lo, states=states)
         return jax.vmap(fn)(keys, fixed, logp_old)

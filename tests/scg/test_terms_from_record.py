@@ -59,6 +59,27 @@ def test_ratio_surrogate_equals_the_scan_form():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_sample_batch_keeps_the_terms_in_the_scan_and_equals_the_record_form(monkeypatch):
+    """Without a gradient the log-probabilities come from the scan that draws (the record form would evaluate
+    every distribution again); with observed draws the record form is used. Both give the same batch."""
+    graph, inputs = _actor_critic("CartPole-v1", gae_lambda=0.95, entropy_bonus=0.01)
+    compiled = scg.compile(graph)
+    program = compiled._plan(inputs).program
+    paths = []
+    original = TemporalProgram._terms_at_record
+    monkeypatch.setattr(TemporalProgram, "_terms_at_record", lambda self, *a: paths.append("record") or original(self, *a))
+    batch = compiled.sample_batch(inputs, jax.random.key(4), num_samples=3)
+    assert paths == []  # formed inside the scan
+    record = {n: batch.values[n] for n in program.drawn_nodes()}
+    replayed = compiled.sample_batch(inputs, jax.random.key(4), num_samples=3, observed=record)
+    assert paths == ["record"]
+    for got, want in ((replayed.values, batch.values), (replayed.log_probs, batch.log_probs),
+                      (replayed.advantages, batch.advantages)):
+        assert set(got) == set(want)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_graphs_with_gradients_across_steps_keep_the_scan_form():
     from scg.envs.spaces import Box
 
