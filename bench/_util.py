@@ -160,6 +160,14 @@ def write_json_atomic(path: str, obj: Any) -> None:
         raise
 
 
+def write_unless_quick(args, result: dict) -> dict:
+    """Write ``result`` to ``args.out`` atomically unless ``args.quick`` (a smoke run keeps the committed file)."""
+    if not args.quick:
+        write_json_atomic(str(args.out), result)
+        print(f"wrote {args.out}")
+    return result
+
+
 def _finite(obj):
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scg.envs  # noqa: E402,F401  (registers scg/<id>)
-from _util import environment, write_json_atomic  # noqa: E402
+from _util import environment, write_unless_quick  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gym_api.json"
 
@@ -152,10 +152,7 @@ def main(argv=None) -> dict:
     print("one synchronous jitted call: " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} µs" for k, v in latency.items()))
     for name, value in result["ratios"].items():
         print(f"{name}: {value:.2f}")
-    if not args.quick:
-        write_json_atomic(str(args.out), result)
-        print(f"wrote {args.out}")
-    return result
+    return write_unless_quick(args, result)
 
 
 if __name__ == "__main__":

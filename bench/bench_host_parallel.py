@@ -46,7 +46,7 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _util import environment, needing_mujoco, write_json_atomic  # noqa: E402
+from _util import environment, needing_mujoco, write_unless_quick  # noqa: E402
 from scg.envs.host import WORKER_START_METHOD, HostEnv  # noqa: E402
 from scg.envs.spaces import Discrete  # noqa: E402
 
@@ -159,10 +159,7 @@ def main(argv=None) -> dict:
         "environment": env | {"loadavg_end": list(os.getloadavg())},
         "runs": runs,
     }
-    if not args.quick:
-        write_json_atomic(str(args.out), result)
-        print(f"wrote {args.out}")
-    return result
+    return write_unless_quick(args, result)
 
 
 if __name__ == "__main__":
