@@ -83,4 +83,5 @@ def make(env, env_params, config: A2CConfig | dict | None = None, *, optimizer=N
     return init, update
 
 
-ALGORITHM = register(Algorithm("a2c", __doc__.splitlines()[0], ("discrete", "continuous"), A2CConfig, make, TUNED))
+ALGORITHM = register(Algorithm("a2c", __doc__.splitlines()[0], ("discrete", "continuous"), A2CConfig, make, TUNED,
+                     env_shards=lambda config: None))

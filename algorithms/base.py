@@ -43,6 +43,10 @@ class Algorithm(NamedTuple):
     make: Callable  # (env, env_params, config) -> (init, update)
     tuned: dict = {}  # env name -> config overrides the learning checks use and `scg train` applies (TUNED)
     make_learner: Callable | None = None  # off-policy algorithms: (env, env_params, config) -> offpolicy.Learner
+    # Where its environments can be split into shards that average their gradients (make_train's env_shards): a
+    # function of the config returning why not for that config, or None; None here: never (state or updates
+    # that are not the optimizer's, e.g. TRPO's line search, would differ from shard to shard).
+    env_shards: Callable | None = None
 
     def configure(self, env_name: str | None = None, overrides=None) -> Config:
         """The config a run uses: defaults, then ``tuned[env_name]``, then ``overrides`` (:func:`scg.algorithms.config.resolve`)."""

@@ -125,7 +125,7 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict]:
         raise ValueError(f"--config and --sweep both set {', '.join(both)}; give each field in one of them")
     config = run_config.resolve(
         opt["algo"], opt["env"], seeds=opt["seeds"], steps=opt["steps"], seed=opt["seed"], chunk=opt["chunk"],
-        overrides=overrides, sweep=sweep,
+        overrides=overrides, sweep=sweep, env_shards=1 if args.env_shards is None else args.env_shards,
     )
     name = args.name or f"{config['algo']}-{config['env']}-{time.strftime('%Y%m%d-%H%M%S', _start_time())}"
     if "/" in name or name in ("", ".", ".."):
@@ -151,9 +151,10 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
     run_dir = Path(args.resume)
     if not (run_dir / CONFIG).is_file():
         raise RunError(f"--resume {run_dir}: not a run directory (no {CONFIG})")
-    for option in ("algo", "env", "seeds", "seed", "chunk", "name", "config", "sweep"):
+    for option in ("algo", "env", "seeds", "seed", "chunk", "name", "config", "sweep", "env_shards"):
         if getattr(args, option) is not None:
-            raise ValueError(f"--resume continues {run_dir} as it was configured; --{option} cannot change")
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"--resume continues {run_dir} as it was configured; {flag} cannot change")
     holder = lock_holder(run_dir) if _writer() else None  # process 0 of a distributed run may hold it already
     if holder is not None:
         raise RunError(f"--resume {run_dir}: it is being trained by {describe_holder(holder)}; "
@@ -162,7 +163,7 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Path, dict]:
     steps = config["steps"] if args.steps is None else args.steps
     run_config.resolve(  # --steps must be positive
         config["algo"], config["env"], seeds=config["seeds"], steps=steps, seed=config["seed"], chunk=config["chunk"],
-        overrides=config["algorithm_config"], sweep=config.get("sweep"),
+        overrides=config["algorithm_config"], sweep=config.get("sweep"), env_shards=run_config.env_shards(config),
     )
     start = driver.resume_point(run_dir)  # a damaged checkpoint, or metrics without one, is refused here
     trained = min(start["env_steps"]) if start else 0
@@ -264,11 +265,11 @@ def _start_devices(args: argparse.Namespace) -> int | None:
 
 
 def _check_devices(config: dict, devices: int | None) -> None:
-    """That the run's members split evenly over the devices asked for (:func:`scg.algorithms.parallel.member_mesh`
+    """That the run's members split evenly over the devices asked for (:func:`scg.algorithms.parallel.run_mesh`
     raises ``ValueError`` saying what to change)."""
     from scg.algorithms import parallel, run_config
 
-    parallel.member_mesh(len(run_config.members(config)), devices)
+    parallel.run_mesh(len(run_config.members(config)), run_config.env_shards(config), devices)
 
 
 def _peer_lost(run_dir: Path, err: Exception) -> None:
@@ -313,6 +314,8 @@ def _train(args: argparse.Namespace) -> int:
         where = f" from iteration {prog['iteration']:,}" if prog["iteration"] else ""
         sweep = config.get("sweep")
         points = "" if sweep is None else f" x {math.prod(map(len, sweep.values()))} sweep points ({_grid(sweep)})"
+        shards = config.get("env_shards", 1)
+        points += f" in {shards} env shards each" if shards != 1 else ""
         print(f"{'resuming' if args.resume else 'training'} {config['algo']} on {config['env']}{where}: "
               f"{config['seeds']} seed(s){points}, {_plan(config)}, {_where(prog['devices'])} -> {run_dir}", flush=True)
 
@@ -536,6 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--devices", type=int, metavar="N",
                        help="devices to split the seeds over, per process: on CPU, N host devices (default: one "
                        "per core, as many as split the seeds and sweep points evenly); on a GPU machine, N GPUs")
+    train.add_argument("--env-shards", type=int, metavar="E",
+                       help="split each seed's num_envs environments into E shards that average their gradients "
+                       "before every optimizer step, each shard on its own device where there are more devices "
+                       "than seeds (reinforce, a2c, ppo; E must divide num_envs; default 1)")
     train.add_argument("--coordinator", metavar="HOST:PORT",
                        help="train across processes with jax.distributed: process 0's address (with "
                        "--num-processes and --process-id; process 0 alone writes the run folder)")

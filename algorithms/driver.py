@@ -24,7 +24,9 @@ The members are split over the devices of a mesh (:mod:`scg.algorithms.parallel`
 ``jax.devices()`` that divide them evenly, so on CPU, after :func:`scg.algorithms.parallel.use_cpu_devices`,
 one host device per core. Under ``jax.distributed`` every process trains its share and process 0 alone
 writes the run directory (the others read it only to resume, so it must be on a filesystem they share).
-``config.json`` records the devices of the latest session (``"devices"``).
+``config.json`` records the devices of the latest session (``"devices"``). A run with ``"env_shards"`` (fewer
+seeds than devices: :func:`scg.algorithms.train.make_train`) puts each seed's shards on a second mesh axis
+(:func:`scg.algorithms.parallel.run_mesh`); its checkpoint keeps every shard, its ``params.npz`` shard 0's.
 """
 from __future__ import annotations
 
@@ -48,15 +50,15 @@ from scg.algorithms.run_config import algorithm_config, members, seed_keys
 from scg.algorithms.run_files import (
     CHECKPOINT, CONFIG, CURVE, METRICS, RunError, RunLock, atomic_write, remove_stale_temporaries, write_json,
 )
-from scg.algorithms.train import make_train
+from scg.algorithms.train import make_train, member_states
 from scg.envs import registry
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(algo: str, env_name: str, config: Config, sweep: tuple | None, mesh):
+def _compiled(algo: str, env_name: str, config: Config, sweep: tuple | None, mesh, env_shards: int):
     env, params = registry.make(env_name)
     return make_train(algo, env, params, config, sweep=None if sweep is None else {k: list(v) for k, v in sweep},
-                      mesh=mesh)
+                      mesh=mesh, env_shards=env_shards)
 
 
 def compiled(config: dict, mesh=None):
@@ -64,7 +66,7 @@ def compiled(config: dict, mesh=None):
     configuration and mesh (repeated runs share the chunk)."""
     sweep = config.get("sweep")
     key = None if sweep is None else tuple((k, tuple(v)) for k, v in sweep.items())
-    return _compiled(config["algo"], config["env"], algorithm_config(config), key, mesh)
+    return _compiled(config["algo"], config["env"], algorithm_config(config), key, mesh, run_config.env_shards(config))
 
 
 def _progress_bar(tqdm, total: int, initial: int, desc: str, enabled: bool):
@@ -209,7 +211,8 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
     prog = {"iteration": 0, "env_steps": [0.0] * len(seeds), "wall_time": 0.0, "steps_per_iteration": per_iter}
     target, chunk = config["steps"], config["chunk"]
     done = lambda prog: min(min(prog["env_steps"]), target)  # noqa: E731  (the slowest seed sets the pace)
-    mesh = parallel.member_mesh(len(seeds), devices)
+    shards = run_config.env_shards(config)
+    mesh = parallel.run_mesh(len(seeds), shards, devices)
     placement = parallel.Placement(mesh)
     config = {**config, "devices": devices_record(mesh)}
     writer = jax.process_index() == 0  # process 0 alone writes the run directory
@@ -279,7 +282,7 @@ def train(run_dir, config: dict, *, resume: bool = False, progress: bool = True,
             bar.close()
             final_state = _collective(placement.gather, state)
             if writer:
-                checkpoint.save_params(run_dir, final_state)
+                checkpoint.save_params(run_dir, member_states(final_state, shards))
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -28,11 +28,14 @@ takes names only.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Callable, ClassVar, Literal, Union, get_args
 
+import jax
 import optax
 
 from scg.algorithms.config import Config, ConfigError, FrozenDict, option
@@ -94,7 +97,36 @@ def make_optimizer(config: OptimizerConfig, learning_rate: float, optimizer: Opt
         base = OPTIMIZERS[config.optimizer](learning_rate, **{**kwargs, **config.optimizer_args})
     else:
         base = _given(config, learning_rate, optimizer)
-    return base if max_grad_norm is None else optax.chain(optax.clip_by_global_norm(max_grad_norm), base)
+    tx = base if max_grad_norm is None else optax.chain(optax.clip_by_global_norm(max_grad_norm), base)
+    axis = _GRADIENT_AXIS.get()
+    return tx if axis is None else optax.chain(mean_over_axis(axis), tx)
+
+
+# The named axis (of a ``vmap`` or a ``shard_map``) over which every transformation built under
+# :func:`gradients_averaged_over` averages its gradients first; ``None``: none.
+_GRADIENT_AXIS: contextvars.ContextVar[str | None] = contextvars.ContextVar("gradient_axis", default=None)
+
+
+@contextlib.contextmanager
+def gradients_averaged_over(axis_name: str) -> Iterator[None]:
+    """While building an algorithm: every :func:`make_optimizer` transformation starts with
+    :func:`mean_over_axis` ``(axis_name)``, so the algorithm's updates, traced inside a ``vmap`` or
+    ``shard_map`` with that axis name, take the mean of the gradients of all its members (data parallelism:
+    the environment shards of :func:`scg.algorithms.make_train`). The clipping of ``max_grad_norm`` then
+    sees the averaged gradient, as one device would."""
+    token = _GRADIENT_AXIS.set(axis_name)
+    try:
+        yield
+    finally:
+        _GRADIENT_AXIS.reset(token)
+
+
+def mean_over_axis(axis_name: str) -> optax.GradientTransformation:
+    """The stateless transformation ``g -> lax.pmean(g, axis_name)``: the mean of the updates over a named axis."""
+    return optax.GradientTransformation(
+        lambda params: optax.EmptyState(),
+        lambda updates, state, params=None: (jax.lax.pmean(updates, axis_name), state),
+    )
 
 
 def _given(config: OptimizerConfig, learning_rate: float, optimizer: Optimizer) -> optax.GradientTransformation:

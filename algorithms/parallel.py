@@ -20,9 +20,13 @@ Typical use from Python::
     # (under jax.distributed, pass keys made global: parallel.Placement(mesh).put(keys, replicated=True))
 
 Sharding over members gives the numbers of one device to float rounding, usually bit for bit
-(tests/algorithms/test_parallel.py). A single member (one seed, no sweep) runs on one device: sharding its
-environments instead needs a cross-device reduction per update, and GSPMD's partition of PPO's minibatch
-shuffle ran slower on 2 devices than one (bench/bench_scaling.py records it).
+(tests/algorithms/test_parallel.py). Fewer members than devices (one seed on 1,024 environments): the run's
+``env_shards`` (:func:`scg.algorithms.make_train`) splits each member's environments into shards that average
+their gradients before every optax step, and :func:`run_mesh` puts the shards on a second mesh axis,
+:data:`ENV_AXIS`, where that mean is an all-reduce (data parallelism, as ``pmap`` with ``pmean`` would do)::
+
+    mesh = parallel.run_mesh(members=1, env_shards=2)  # 1 x 2 devices
+    init, run = scg.algorithms.make_train("ppo", env, params, {"num_envs": 1024}, mesh=mesh, env_shards=2)
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "members"
+ENV_AXIS = "envs"  # the axis of a member's environment shards (scg.algorithms.train.ENV_AXIS)
 
 
 def _backend_started() -> bool:
@@ -139,22 +144,47 @@ def member_mesh(members: int, devices: int | None = None) -> Mesh:
     return Mesh(np.asarray(available[:count]), (AXIS,))
 
 
+def run_mesh(members: int, env_shards: int = 1, devices: int | None = None) -> Mesh:
+    """The mesh a run of ``members`` members, each in ``env_shards`` environment shards, trains on.
+
+    With ``env_shards == 1``: :func:`member_mesh`. Otherwise two axes, ``(AXIS, ENV_AXIS)``: the members over
+    the most devices that split them evenly, then each member's shards over the most of the rest that split
+    the shards evenly (``devices`` of ``jax.devices()`` in all, default all of them; a number must be used
+    exactly). Under ``jax.distributed`` the mesh must span every process's devices.
+    """
+    if env_shards == 1:
+        return member_mesh(members, devices)
+    available = jax.devices()
+    total = len(available) if devices is None else devices
+    if total > len(available):
+        raise ValueError(f"--devices {total}: only {len(available)} device(s) available ({available[0].platform})")
+    along_members = usable_devices(members, total)
+    along_envs = usable_devices(env_shards, total // along_members)
+    used = along_members * along_envs
+    if used != total and (devices is not None or jax.process_count() > 1):
+        raise ValueError(f"{members} member(s) in {env_shards} env shard(s) each cannot use {total} devices evenly "
+                         f"(at most {along_members} x {along_envs}); choose seeds and --env-shards whose product "
+                         f"is a multiple of {total}")
+    return Mesh(np.asarray(available[:used]).reshape(along_members, along_envs), (AXIS, ENV_AXIS))
+
+
 def _is_key(x) -> bool:
     return jax.dtypes.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key)
 
 
 class Placement(NamedTuple):
-    """Where a run's state lives: every leaf split along its leading (member) axis over ``mesh``."""
+    """Where a run's state lives: every leaf split along its leading (member) axis over ``mesh``, and along its
+    second (shard) axis over the mesh's second axis where it has one (:func:`run_mesh`)."""
 
     mesh: Mesh
 
     @property
     def sharding(self) -> NamedSharding:
-        return NamedSharding(self.mesh, PartitionSpec(AXIS))
+        return NamedSharding(self.mesh, PartitionSpec(*self.mesh.axis_names))
 
     def put(self, tree, *, replicated: bool = False):
         """Host values (every process holds all of them) as global arrays sharded over the mesh along their
-        leading axis (``replicated``: a whole copy on every device); PRNG keys too."""
+        leading axes (``replicated``: a whole copy on every device); PRNG keys too."""
         sharding = NamedSharding(self.mesh, PartitionSpec()) if replicated else self.sharding
 
         def put_leaf(x):

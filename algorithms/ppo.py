@@ -309,4 +309,13 @@ def make(env, env_params, config: PPOConfig | dict | None = None, *, optimizer=N
     return init, update
 
 
-ALGORITHM = register(Algorithm("ppo", __doc__.splitlines()[0], ("discrete", "continuous"), PPOConfig, make, TUNED))
+def _env_shards(config: PPOConfig) -> str | None:
+    """Why ``config`` cannot train in environment shards (:func:`scg.algorithms.make_train`), or ``None``: the
+    KL penalty's β would adapt to each shard's own KL and the shards' parameters part."""
+    if config.surrogate == "kl_penalty":
+        return "surrogate='kl_penalty' adapts β to each shard's own KL; use surrogate='clip'"
+    return None
+
+
+ALGORITHM = register(Algorithm("ppo", __doc__.splitlines()[0], ("discrete", "continuous"), PPOConfig, make, TUNED,
+                               env_shards=_env_shards))

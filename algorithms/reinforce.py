@@ -94,4 +94,5 @@ def make(env, env_params, config: ReinforceConfig | dict | None = None, *, optim
     return init, update
 
 
-ALGORITHM = register(Algorithm("reinforce", __doc__.splitlines()[0], ("discrete", "continuous"), ReinforceConfig, make, TUNED))
+ALGORITHM = register(Algorithm("reinforce", __doc__.splitlines()[0], ("discrete", "continuous"), ReinforceConfig, make, TUNED,
+                     env_shards=lambda config: None))

@@ -60,13 +60,15 @@ def default_chunk(algorithm_config: dict) -> int:
 
 def resolve(
     algo: str, env: str, *, seeds: int, steps: int, seed: int = 0, chunk: int | None = None,
-    overrides: dict | None = None, sweep: dict | None = None,
+    overrides: dict | None = None, sweep: dict | None = None, env_shards: int = 1,
 ) -> dict:
     """Check the options and return the full configuration of a run; raises :class:`ConfigError` (one line).
 
     ``chunk=None`` takes :func:`default_chunk` of the algorithm's config. ``sweep`` (field → list of values) is
     checked against it (:func:`scg.algorithms.config.check_sweep`); whether the algorithm can trace the field is
-    checked when the run compiles (:func:`scg.algorithms.train.make_train`).
+    checked when the run compiles (:func:`scg.algorithms.train.make_train`). ``env_shards`` splits each seed's
+    environments into shards that average their gradients (:func:`scg.algorithms.train.make_train`), checked here
+    against the algorithm and its ``num_envs``; the record has it only where it is not 1.
     """
     if algo not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algo!r}; choose from: {', '.join(sorted(ALGORITHMS))}")
@@ -86,6 +88,10 @@ def resolve(
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
     typed = spec.configure(env, overrides)
+    sharded = {}
+    if env_shards != 1:
+        train.shard_config(spec, registry.make(env)[0], typed, env_shards)  # raises ConfigError saying why not
+        sharded = {"env_shards": env_shards}
     swept = {} if sweep is None else {"sweep": {k: list(v) for k, v in check_sweep(typed, sweep).items()}}
     algorithm_config = typed.to_dict()
     return {
@@ -98,6 +104,7 @@ def resolve(
         "chunk": default_chunk(algorithm_config) if chunk is None else chunk,
         "algorithm_config": algorithm_config,
         **swept,
+        **sharded,
         "versions": _versions(),
     }
 
@@ -109,7 +116,8 @@ def load(run_dir) -> dict:
     config = read_config(run_dir)
     try:
         resolve(config["algo"], config["env"], seeds=config["seeds"], steps=config["steps"], seed=config["seed"],
-                chunk=config["chunk"], overrides=config["algorithm_config"], sweep=config.get("sweep"))
+                chunk=config["chunk"], overrides=config["algorithm_config"], sweep=config.get("sweep"),
+                env_shards=env_shards(config))
     except ConfigError as err:
         raise ConfigError(f"{Path(run_dir) / CONFIG}: {err}; restore it from a copy of the run") from None
     return config
@@ -118,6 +126,11 @@ def load(run_dir) -> dict:
 def algorithm_config(config: dict) -> Config:
     """The typed config of a run's recorded (complete) ``algorithm_config``."""
     return ALGORITHMS[config["algo"]].configure(overrides=config["algorithm_config"])
+
+
+def env_shards(config: dict) -> int:
+    """The environment shards of each member of a run (1 where ``config.json`` does not say)."""
+    return config.get("env_shards", 1)
 
 
 def seed_list(config: dict) -> list[int]:

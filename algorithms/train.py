@@ -2,6 +2,8 @@
 seeds, and over the points of a hyperparameter sweep."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import inspect
 
 import jax
@@ -10,6 +12,10 @@ import numpy as np
 
 from scg.algorithms.base import ALGORITHMS
 from scg.algorithms.config import ConfigError, check_sweep, resolve, sweep_points, traced
+from scg.algorithms.optimizers import gradients_averaged_over
+from scg.algorithms.parallel import ENV_AXIS  # the axis name of a member's environment shards (vmap and mesh)
+
+SUMMED_METRICS = ("env_steps", "episodes")  # counts, added over the shards; the other metrics are averaged
 
 # What tracing raises where Python needs a concrete value: `if x`, `int(x)`, `np.asarray(x)`, a shape.
 _TRACE_TIME = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
@@ -17,7 +23,7 @@ _TRACE_TIME = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConvers
 
 
 def make_train(algo_name: str, env, env_params, config=None, *, sweep=None, optimizer=None, policy=None,
-               value=None, mesh=None):
+               value=None, mesh=None, env_shards: int = 1):
     """Returns ``init(keys) -> states`` and ``run(states, num_iterations) -> (states, metrics)``.
 
     ``config`` is the algorithm's config object or a dict of overrides of its defaults (``make``'s
@@ -49,6 +55,21 @@ def make_train(algo_name: str, env, env_params, config=None, *, sweep=None, opti
     The number of members must be a multiple of the mesh's size. States come back strongly typed (no weak
     types), so a fresh and a restored state share one compiled ``run``.
 
+    ``env_shards = E > 1`` (data parallelism, for fewer members than devices: one seed on 1,024 envs) splits each
+    member's ``num_envs`` environments into ``E`` shards of ``num_envs / E``: every shard is a copy of the algorithm
+    with its own environments and draws (its keys folded with the shard's index) and the same parameters, and every
+    optax step first averages the gradients of the ``E`` shards
+    (:func:`scg.algorithms.optimizers.gradients_averaged_over`), so the shards' parameters stay equal and each step
+    uses all ``num_envs`` environments' data, as one copy would (each shard's minibatches and PPO's advantage
+    normalisation are its own, over the same total size). The shards are a ``vmap`` with axis name :data:`ENV_AXIS`;
+    a mesh with a second axis :data:`ENV_AXIS` (:func:`scg.algorithms.parallel.run_mesh`) puts them on different
+    devices, where the mean is an all-reduce, and the same seeds give the same numbers on one device and on several.
+    States then have a shard axis after the member axis (``[members, E, ...]``; :func:`member_states` takes shard 0,
+    what a checkpoint's policy is); metrics are per member, the counts (:data:`SUMMED_METRICS`) added over the
+    shards and the rest averaged (``mean_return`` the mean of the shards' own means, ``grad_norm`` of the norms of
+    their own gradients, before the average). Only algorithms that declare it (``Algorithm.env_shards``: REINFORCE,
+    A2C, PPO with the clipped surrogate) and JAX environments can be sharded; ``E`` must divide ``num_envs``.
+
     >>> from scg.envs import registry
     >>> env, params = registry.make("CartPole-v1")
     >>> init, run = make_train("reinforce", env, params, {"num_envs": 2, "horizon": 8, "hidden": [8]},
@@ -65,16 +86,89 @@ def make_train(algo_name: str, env, env_params, config=None, *, sweep=None, opti
         if name not in _make_options(algo):
             takers = sorted(n for n, a in ALGORITHMS.items() if name in _make_options(a))
             raise ConfigError(f"{algo_name} takes no {name}=; the algorithms that do: {', '.join(takers)}")
+    if env_shards != 1:
+        config = shard_config(algo, env, config, env_shards)  # each shard's: num_envs / env_shards
     if sweep is not None:
-        init_all, run_all = _make_sweep(algo, env, env_params, config, sweep, given)
+        init_all, run_all = _make_sweep(algo, env, env_params, config, sweep, given, env_shards)
     else:
-        init, update = algo.make(env, env_params, config, **given)  # update(state, batch=None): sampled in the graph
+        with _building(env_shards):
+            init, update = algo.make(env, env_params, config, **given)  # update(state): sampled in the graph
+        init_one, run_one = _member(init, update, env_shards)
+        init_all, run_all = _over_seeds(init_one, ()), _over_seeds(run_one, (None,))
+    return _jitted(lambda keys: _strong_types(init_all(keys)), run_all, mesh, env_shards)
 
-        def run_one(state, num_iterations):
-            return jax.lax.scan(lambda s, _: update(s), state, None, length=num_iterations)
 
-        init_all, run_all = _over_seeds(init, ()), _over_seeds(run_one, (None,))
-    return _jitted(lambda keys: _strong_types(init_all(keys)), run_all, mesh)
+def shard_config(algo, env, config, shards: int):
+    """The config of one of ``shards`` environment shards (``num_envs / shards`` envs) of ``algo`` (an
+    :class:`scg.algorithms.base.Algorithm`) on ``env``; a :class:`ConfigError` says why it cannot be sharded so."""
+    from scg.envs.core import Environment
+
+    if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+        raise ConfigError(f"env_shards must be a positive integer, got {shards!r}")
+    takers = sorted(n for n, a in ALGORITHMS.items() if a.env_shards is not None)
+    if algo.env_shards is None:
+        raise ConfigError(f"{algo.name} cannot split its environments into shards (env_shards={shards}); the "
+                          f"algorithms that can: {', '.join(takers)}")
+    if not isinstance(env, Environment):
+        raise ConfigError(f"env_shards={shards} needs a JAX environment; a host environment's copies live on the "
+                          "host (use HostEnv(vectorization='async') to collect them in parallel)")
+    config = resolve(algo.config, config)
+    reason = algo.env_shards(config)
+    if reason is not None:
+        raise ConfigError(f"{algo.name} cannot train in env_shards={shards}: {reason}")
+    if config.num_envs % shards:
+        raise ConfigError(f"env_shards={shards} does not divide num_envs={config.num_envs}; choose a divisor")
+    try:
+        return dataclasses.replace(config, num_envs=config.num_envs // shards)
+    except ConfigError as err:
+        raise ConfigError(f"env_shards={shards}: the config of one shard ({config.num_envs // shards} of "
+                          f"num_envs={config.num_envs}) is invalid: {err}") from None
+
+
+def _building(shards: int):
+    """The context an algorithm is built in: its optimizers average over :data:`ENV_AXIS` when sharded."""
+    return contextlib.nullcontext() if shards == 1 else gradients_averaged_over(ENV_AXIS)
+
+
+def _member(init, update, shards: int):
+    """``init(key)`` and ``run(state, n)`` of one member: ``n`` updates in a ``scan``; with ``shards > 1``, of
+    its ``shards`` environment shards (a ``vmap`` named :data:`ENV_AXIS`, see :func:`make_train`)."""
+
+    def run(state, num_iterations):
+        return jax.lax.scan(lambda s, _: update(s), state, None, length=num_iterations)
+
+    if shards == 1:
+        return init, run
+
+    def init_shards(key):
+        def shard(index):  # the member's parameters; the shard's own environments and draws
+            own = init(_shard_key(key, index))
+            return init(key)._replace(rollout=own.rollout, key=own.key)
+
+        return jax.vmap(shard)(jnp.arange(shards))
+
+    def run_shards(states, num_iterations):
+        states, metrics = jax.vmap(run, (0, None), axis_name=ENV_AXIS)(states, num_iterations)
+        return states, merge_shard_metrics(metrics)
+
+    return init_shards, run_shards
+
+
+def _shard_key(key, index):
+    """The key of shard ``index`` of a member whose key is ``key``: its environments' resets and its draws."""
+    return jax.random.fold_in(key, index)
+
+
+def merge_shard_metrics(metrics: dict) -> dict:
+    """A member's metrics from its shards' (leading axis): :data:`SUMMED_METRICS` added, the rest averaged
+    (a shard that has not finished an episode yet, ``NaN``, left out of the mean)."""
+    return {k: jnp.sum(v, 0) if k in SUMMED_METRICS else jnp.nanmean(v, 0) for k, v in metrics.items()}
+
+
+def member_states(states, env_shards: int = 1):
+    """The states of :func:`make_train`'s members without their shard axis (shard 0's, whose parameters every
+    shard shares); unchanged when ``env_shards == 1``."""
+    return states if env_shards == 1 else jax.tree_util.tree_map(lambda x: x[:, 0], states)
 
 
 def _strong_types(tree):
@@ -82,14 +176,22 @@ def _strong_types(tree):
     return jax.tree_util.tree_map(lambda x: jnp.asarray(x, x.dtype) if getattr(x, "weak_type", False) else x, tree)
 
 
-def _jitted(init_all, run_all, mesh):
-    """``jit`` of ``init_all(keys)`` and ``run_all(states, n)`` (``n`` static), sharded over ``mesh`` if given."""
+def _jitted(init_all, run_all, mesh, env_shards: int):
+    """``jit`` of ``init_all(keys)`` and ``run_all(states, n)`` (``n`` static), sharded over ``mesh`` if given:
+    states along their member axis (and their shard axis over a mesh axis :data:`ENV_AXIS`), metrics along
+    the member axis."""
     if mesh is None:
         return jax.jit(init_all), jax.jit(run_all, static_argnums=1)
-    members = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
-    keys = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())  # a sweep's init tiles them: replicated
-    return (jax.jit(init_all, in_shardings=keys, out_shardings=members),
-            jax.jit(run_all, static_argnums=1, in_shardings=(members,), out_shardings=members))
+    P = jax.sharding.PartitionSpec
+    names = mesh.axis_names
+    if ENV_AXIS in names[1:] and env_shards % mesh.shape[ENV_AXIS]:
+        raise ConfigError(f"the mesh's {mesh.shape[ENV_AXIS]} devices along {ENV_AXIS!r} do not split "
+                          f"env_shards={env_shards} evenly")
+    members = jax.sharding.NamedSharding(mesh, P(names[0]))
+    states = jax.sharding.NamedSharding(mesh, P(*names)) if len(names) > 1 else members
+    keys = jax.sharding.NamedSharding(mesh, P())  # a sweep's init tiles them: replicated
+    return (jax.jit(init_all, in_shardings=keys, out_shardings=states),
+            jax.jit(run_all, static_argnums=1, in_shardings=(states,), out_shardings=(states, members)))
 
 
 def sweep_members(sweep: dict | None, seeds: list) -> list[tuple[dict | None, object]]:
@@ -99,7 +201,7 @@ def sweep_members(sweep: dict | None, seeds: list) -> list[tuple[dict | None, ob
     return [(p, s) for p in points for s in seeds]
 
 
-def _make_sweep(algo, env, env_params, config, sweep: dict, given: dict):
+def _make_sweep(algo, env, env_params, config, sweep: dict, given: dict, shards: int = 1):
     """:func:`make_train`'s functions for a sweep: ``algo.make`` inside the ``vmap``, per member's values."""
     base = resolve(algo.config, config)
     sweep = check_sweep(base, sweep)
@@ -107,15 +209,15 @@ def _make_sweep(algo, env, env_params, config, sweep: dict, given: dict):
     columns = {n: jnp.asarray([p[n] for p in grid], jnp.float32) for n in sweep}  # [P] per field
     _check_traceable(algo, env, env_params, base, sweep, given)
 
-    def built(values):
-        return algo.make(env, env_params, traced(base, values), **given)
+    def built(values):  # init and run of one member at its point's values
+        with _building(shards):
+            return _member(*algo.make(env, env_params, traced(base, values), **given), shards)
 
     def init_member(key, values):
         return built(values)[0](key)
 
     def run_member(state, values, num_iterations):
-        update = built(values)[1]
-        return jax.lax.scan(lambda s, _: update(s), state, None, length=num_iterations)
+        return built(values)[1](state, num_iterations)
 
     def member_values(members: int) -> dict:
         if members % len(grid):

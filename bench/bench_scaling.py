@@ -10,9 +10,10 @@ Parts:
 
 1. ``devices``: one process exposing 2 XLA:CPU host devices (:func:`scg.algorithms.parallel.use_cpu_devices`),
    the run compiled on a mesh of 1 device and on a mesh of 2 (its members split), timed interleaved in that
-   process (``_util.interleaved``: one chunk of ``iterations`` iterations per sample). A run of one member cannot
-   split its members; for it the script also times its environments split over the 2 devices by GSPMD (the
-   rollout state sharded along the env axis, the rest replicated), a diagnostic, not something ``scg train`` does.
+   process (``_util.interleaved``: one chunk of ``iterations`` iterations per sample). A run of one member
+   splits its environments instead: 2 env shards (``make_train(..., env_shards=2)``, ``scg train --env-shards
+   2``) on 1 and on 2 devices, beside the machine's ceiling for that split (half the envs on one device alone,
+   and on each of 2 devices at once).
 2. ``processes``: two processes of one device each through ``jax.distributed`` (gloo on 127.0.0.1), each timing
    ``rounds`` chunks including the gather of the metrics that ``scg train`` makes after every chunk, against one
    process of one device doing the same (timed before and after the pairs; the ratio is against their mean).
@@ -64,33 +65,12 @@ def iterations_of(case: str, quick: bool) -> int:
     return {"ppo_4x16": 10, "ppo_1x1024": 2, "reinforce_default": 5}[case] // (2 if quick else 1) or 1
 
 
-def _env_sharded(states, mesh2):
-    """Diagnostic: ``states`` with the rollout's per-env leaves split along the env axis over a 2-axis mesh."""
-    import jax
-    from jax.sharding import NamedSharding, PartitionSpec as P
-
-    from scg.algorithms.common import RolloutState
-
-    by_env, whole = NamedSharding(mesh2, P(None, "envs")), NamedSharding(mesh2, P())
-    put = lambda tree, s: jax.tree_util.tree_map(lambda x: jax.device_put(x, s), tree)  # noqa: E731
-
-    def place(x):
-        if isinstance(x, RolloutState):
-            stats = x.stats._replace(running=put(x.stats.running, by_env), recent=put(x.stats.recent, whole),
-                                     count=put(x.stats.count, whole))
-            return RolloutState(put(x.obs, by_env), put(x.state, by_env), stats)
-        return put(x, whole)
-
-    return jax.tree_util.tree_map(place, states, is_leaf=lambda x: isinstance(x, RolloutState))
-
-
 def worker_devices(case: str, quick: bool) -> dict:
     from scg.algorithms import parallel
 
     parallel.use_cpu_devices(2)
     import jax
     import numpy as np
-    from jax.sharding import Mesh
 
     import _util
     from scg.algorithms.train import make_train, seed_keys
@@ -109,14 +89,22 @@ def worker_devices(case: str, quick: bool) -> dict:
         states, metrics = run(states, n)  # compile; the timed calls start from a trained state
         steps[f"{d}_devices"] = float(np.asarray(metrics["env_steps"]).sum())
         fns[f"{d}_devices"] = (lambda run, states: lambda: run(states, n))(run, states)
-    if seeds == 1:  # diagnostic: the env axis split by GSPMD
-        mesh2 = Mesh(np.asarray(jax.devices()[:2]).reshape(1, 2), ("members", "envs"))
-        init, run = make_train(algo, env, params, config)
-        states = _env_sharded(run(init(seed_keys(1)), n)[0], mesh2)
-        out_states, metrics = run(states, n)
-        steps["2_devices_envs_split_by_gspmd"] = float(np.asarray(metrics["env_steps"]).sum())
-        spec = str(out_states.rollout.obs.sharding.spec)
-        fns["2_devices_envs_split_by_gspmd"] = lambda: run(states, n)
+    if seeds == 1:  # one member: its environments in 2 shards (scg train --env-shards 2), on 1 and on 2 devices
+        for d in (1, 2):
+            mesh = parallel.run_mesh(1, 2, d)
+            init, run = make_train(algo, env, params, config, mesh=mesh, env_shards=2)
+            states, metrics = run(init(parallel.Placement(mesh).put(seed_keys(1), replicated=True)), n)
+            steps[f"{d}_devices_env_shards_2"] = float(np.asarray(metrics["env_steps"]).sum())
+            fns[f"{d}_devices_env_shards_2"] = (lambda run, states: lambda: run(states, n))(run, states)
+        spec = str(jax.tree_util.tree_leaves(states)[0].sharding.spec)
+        # The machine's ceiling: half the envs on one device alone, and the same on each of 2 devices at once
+        # (2 members split, nothing shared): the second is slower only by what the devices contend for.
+        half = {**config, "num_envs": config["num_envs"] // 2}
+        for name, members, d in (("half_envs_1_member_1_device", 1, 1), ("half_envs_2_members_2_devices", 2, 2)):
+            init, run = make_train(algo, env, params, half, mesh=parallel.member_mesh(members, d))
+            states_half, metrics = run(init(seed_keys(members)), n)
+            steps[name] = float(np.asarray(metrics["env_steps"]).sum())
+            fns[name] = (lambda run, states: lambda: run(states, n))(run, states_half)
     reps, seconds = (6, 20) if quick else (30, 60)
     timing = _util.interleaved(fns, (), reps=reps, warmup=1, max_seconds=seconds)
     out = {"algo": algo, "seeds": seeds, "config": config, "iterations_per_call": n, "timing": timing,
@@ -124,8 +112,14 @@ def worker_devices(case: str, quick: bool) -> dict:
     base = out["env_steps_per_s"]["1_devices"]
     out["speedup_over_1_device"] = {k: v / base for k, v in out["env_steps_per_s"].items()}
     if seeds == 1:
-        out["note"] = ("one member cannot be split over devices; scg train runs it on one device. The GSPMD row "
-                       f"splits its environments instead (rollout obs sharding after a chunk: {spec})")
+        t = {k: v["median_s"] for k, v in timing.items()}
+        out["contention_2_devices"] = t["half_envs_2_members_2_devices"] / t["half_envs_1_member_1_device"]
+        out["ceiling_speedup_2_devices"] = t["1_devices"] / t["half_envs_2_members_2_devices"]
+        out["note"] = ("one member's 1,024 envs in 2 shards that average their gradients (make_train env_shards=2; "
+                       f"state sharding {spec}). half_envs_*: 512 envs per device, alone and on both devices at "
+                       "once with nothing shared; contention_2_devices is their time ratio, and "
+                       "ceiling_speedup_2_devices = time(1 device, 1,024 envs) / time(512 envs on each of 2 "
+                       "devices at once), the most any split of the environments over 2 devices can give here")
     return out
 
 
@@ -274,10 +268,12 @@ def main(argv=None) -> dict:
             results = {**json.load(f), "configuration_partial": results["configuration"]}
     for part in args.part:
         print(f"part {part} ...", flush=True)
-        if part == "devices":
-            results["devices"] = {c: _run_worker("devices", c, int(args.quick)) for c in args.cases}
+        if part == "devices":  # a case not rerun keeps its earlier figures
+            results.setdefault("devices", {}).update(
+                {c: _run_worker("devices", c, int(args.quick)) for c in args.cases})
         elif part == "processes":
-            results["processes"] = {c: part_processes(c, args.quick) for c in args.cases if c != "ppo_1x1024"}
+            results.setdefault("processes", {}).update(
+                {c: part_processes(c, args.quick) for c in args.cases if c != "ppo_1x1024"})
         elif part == "host":
             results["host"] = part_host(args.quick)
         elif part == "default_job":

@@ -39,10 +39,32 @@ def metric_table(run_dir):
     return [{k: v for k, v in r.items() if k != "wall_time"} for r in read_metrics(run_dir)]
 
 
-def steps_to_threshold(algo: str, env_name: str, threshold: float, max_steps: int, *, seeds: int = 2, keys=None):
+def without_xla_flags() -> dict:
+    """This process's environment without ``XLA_FLAGS``, for a subprocess that chooses its own host devices."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+
+
+def json_of_script(code: str, timeout: float = 600) -> dict:
+    """Run ``code`` in a fresh Python (:func:`without_xla_flags`), assert it succeeded, and return the JSON object
+    its last line of output prints: how the tests that need several host devices (fixed when JAX starts) run."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                            env=without_xla_flags())
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def steps_to_threshold(algo: str, env_name: str, threshold: float, max_steps: int, *, seeds: int = 2, keys=None,
+                       env_shards: int = 1):
     """Train ``algo`` on ``env_name`` with its tuned config (what ``scg train`` applies) for ``max_steps`` env steps.
 
-    Seeds in parallel, keys ``split(key(0), seeds)`` unless ``keys`` are given. Returns per seed the cumulative
+    Seeds in parallel, keys ``split(key(0), seeds)`` unless ``keys`` are given; each seed's environments in
+    ``env_shards`` shards (``make_train``). Returns per seed the cumulative
     env steps at which ``mean_return`` first reached ``threshold`` (``None``: never), and the final mean returns.
     """
     import jax
@@ -54,7 +76,7 @@ def steps_to_threshold(algo: str, env_name: str, threshold: float, max_steps: in
 
     config = ALGORITHMS[algo].configure(env_name)  # defaults, then the algorithm's TUNED[env_name]
     env, env_params = make(env_name)
-    init, run = make_train(algo, env, env_params, config)
+    init, run = make_train(algo, env, env_params, config, env_shards=env_shards)
     keys = jax.random.split(jax.random.key(0), seeds) if keys is None else keys
     _, metrics = run(init(keys), max_steps // (config.num_envs * config.horizon))
     metrics = jax.tree_util.tree_map(np.asarray, metrics)

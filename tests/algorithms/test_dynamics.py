@@ -379,9 +379,10 @@ def test_jit_and_vmap_over_seeds():
     single = jax.jit(train)
     for s in range(seeds):
         _, (one_a, one_trace) = single(keys[s])
-        np.testing.assert_allclose(a_seq[s], one_a, rtol=1e-3, atol=1e-4)
-        # Batched reductions round differently, and EM amplifies it over its iterations: up to 1.6e-4 relative
-        # on some CPUs after 6 (2026-12-04). A seed mixed up with another would be off by ~1e2 (see below).
+        # Batched reductions round differently, and EM amplifies it over its iterations: the traces up to 2.6e-4
+        # relative, the fitted A_t up to 1.4e-4 absolute (an AMD EPYC without AVX-512, 2026-12-04; 1e-5 or less on
+        # other CPUs). A seed mixed up with another would be off by ~1e2 in the trace and 0.38-0.43 in A_t.
+        np.testing.assert_allclose(a_seq[s], one_a, rtol=1e-3, atol=5e-4)
         np.testing.assert_allclose(traces[s], one_trace, rtol=1e-3)
     assert not np.allclose(a_seq[0], a_seq[1])  # the seeds differ
 

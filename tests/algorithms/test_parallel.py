@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from scg.algorithms import parallel
+from support import json_of_script
 
 # A tiny REINFORCE run: 32 env steps per seed and iteration, 200 iterations of one per chunk (long enough to stop
 # one process mid-run by watching metrics.jsonl, with no timing in the test).
@@ -123,10 +124,7 @@ _SHARDED = textwrap.dedent("""
 
 
 def test_sharded_members_give_the_metrics_of_one_device():
-    result = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=600,
-                            env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"})
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = json_of_script(_SHARDED)
     assert "does not split the run's 4 members" in out.pop("error")
     for swept in (False, True):
         one = out[f"{swept}-1"]
