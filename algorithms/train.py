@@ -49,10 +49,11 @@ def make_train(algo_name: str, env, env_params, config=None, *, sweep=None, opti
     :class:`ConfigError` here, naming it and the algorithm. Member ``(p, j)`` computes what the run of that
     point's config on seed ``j`` computes, to float rounding (tests/algorithms/test_sweep.py).
 
-    ``mesh`` (a one-axis :class:`jax.sharding.Mesh`, :func:`scg.algorithms.parallel.member_mesh`) splits the
-    members over its devices: ``init`` (its keys replicated) and ``run`` are jitted with every leaf of the states
-    and metrics sharded along the leading axis, so each device trains its share and ``run`` compiles once per chunk size.
-    The number of members must be a multiple of the mesh's size. States come back strongly typed (no weak
+    ``mesh`` (a :class:`jax.sharding.Mesh` of :func:`scg.algorithms.parallel.run_mesh`: one axis, or a second
+    :data:`ENV_AXIS` for ``env_shards`` below) splits the members over its devices: ``init`` (its keys
+    replicated) and ``run`` are jitted with every leaf of the states and metrics sharded along the leading axis,
+    so each device trains its share and ``run`` compiles once per chunk size. The number of members must be a
+    multiple of the mesh's first axis, ``env_shards`` of its second. States come back strongly typed (no weak
     types), so a fresh and a restored state share one compiled ``run``.
 
     ``env_shards = E > 1`` (data parallelism, for fewer members than devices: one seed on 1,024 envs) splits each
@@ -184,7 +185,9 @@ def _jitted(init_all, run_all, mesh, env_shards: int):
         return jax.jit(init_all), jax.jit(run_all, static_argnums=1)
     P = jax.sharding.PartitionSpec
     names = mesh.axis_names
-    if ENV_AXIS in names[1:] and env_shards % mesh.shape[ENV_AXIS]:
+    if len(names) > 1 and names[1:] != (ENV_AXIS,):
+        raise ConfigError(f"a mesh of two axes must name them {(names[0], ENV_AXIS)} (parallel.run_mesh), got {names}")
+    if len(names) > 1 and env_shards % mesh.shape[ENV_AXIS]:
         raise ConfigError(f"the mesh's {mesh.shape[ENV_AXIS]} devices along {ENV_AXIS!r} do not split "
                           f"env_shards={env_shards} evenly")
     members = jax.sharding.NamedSharding(mesh, P(names[0]))
